@@ -1,0 +1,1 @@
+"""pymunk scenes with ground-truth interaction graphs and interventions."""
