@@ -6,6 +6,7 @@ Every subcommand exits 0 on success and non-zero with a one-line reason on bad i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -102,6 +103,113 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a world model on a dataset",
+        description="Train an object-centric world model (encoder + gated transition GNN) with the C-SWM contrastive "
+        "loss over multi-step rollouts. Example: causal-wm train --data data/train.h5 --encoder cnn --out runs/cnn",
+    )
+    p.add_argument("--data", required=True, type=Path, help="training HDF5 dataset")
+    p.add_argument("--encoder", default="cnn", choices=["cnn", "slots", "state"], help="slot encoder (default cnn)")
+    p.add_argument("--out", type=Path, help="run directory (default runs/{scene}__{encoder}__{seed}__{time})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="optimisation steps (default from TrainConfig)")
+    p.add_argument("--epochs", type=float, help="alternative to --steps: passes over all training windows")
+    p.add_argument("--batch-size", type=int, help="windows per step")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--rollout-steps", type=int, help="H, steps of the multi-step loss")
+    p.add_argument("--negatives", choices=["batch", "episode"], help="where negative states come from")
+    p.add_argument("--sparsity", type=float, help="weight of the edge-gate sparsity penalty")
+    p.add_argument("--num-slots", type=int, help="slots K (default: the dataset's maximum object count)")
+    p.add_argument("--slot-dim", type=int, help="slot dimension D")
+    p.add_argument("--hidden", type=int, help="transition hidden width")
+    p.add_argument("--decoder", action="store_true", help="add a spatial-broadcast decoder and reconstruction loss")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from causal_wm.data import validate
+    from causal_wm.train import TrainConfig, TrainError, train
+
+    fields = {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "rollout_steps": args.rollout_steps,
+        "negatives": args.negatives,
+        "sparsity": args.sparsity,
+        "threads": args.threads,
+    }
+    model = {"num_slots": args.num_slots, "slot_dim": args.slot_dim, "hidden": args.hidden}
+    model = {k: v for k, v in model.items() if v is not None}
+    if args.decoder:
+        model["decoder"] = True
+    info = validate(args.data)
+    cfg = TrainConfig(
+        data=str(args.data),
+        encoder=args.encoder,
+        seed=args.seed,
+        model=model,
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+    if args.steps is not None and args.epochs is not None:
+        raise CLIError("give --steps or --epochs, not both")
+    if args.epochs is not None:
+        windows = info.num_episodes * max(1, info.steps - cfg.rollout_steps - 1)
+        cfg = dataclasses.replace(cfg, steps=max(1, round(args.epochs * windows / cfg.batch_size)))
+    elif args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    out = args.out or Path("runs") / f"{info.scene}__{args.encoder}__{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and args.out is None:
+        raise TrainError("--resume needs --out RUN_DIR")
+    t0 = time.perf_counter()
+    last = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    print(
+        f"trained {cfg.steps} steps in {time.perf_counter() - t0:.0f} s; "
+        f"final loss {last.get('loss', float('nan')):.4f}; run directory {out}"
+    )
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="Hits@1/MRR at 1, 5, 10 steps, FG-ARI and a position probe -> RUN/eval.json",
+        description="Evaluate a trained run with the C-SWM protocol. "
+        "Example: causal-wm evaluate runs/cnn --data data/test.h5",
+    )
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--data", required=True, type=Path, help="evaluation HDF5 dataset")
+    p.add_argument("--horizons", default="1,5,10", help="comma-separated prediction horizons (default 1,5,10)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing eval.json")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from causal_wm.evaluate import evaluate, write_eval
+
+    try:
+        horizons = tuple(sorted({int(h) for h in args.horizons.split(",")}))
+    except ValueError:
+        raise CLIError(f"--horizons must be comma-separated integers, got {args.horizons!r}") from None
+    if min(horizons) < 1:
+        raise CLIError("--horizons must be positive")
+    if (args.run / "eval.json").exists() and not args.overwrite:
+        raise CLIError(f"{args.run / 'eval.json'} exists; pass --overwrite to replace it")
+    result = evaluate(args.run, str(args.data), horizons=horizons)
+    path = write_eval(args.run, result)
+    for h in horizons:
+        print(f"{h:>3} steps: Hits@1 {result['hits_at_1'][str(h)]:.4f}  MRR {result['mrr'][str(h)]:.4f}")
+    for key in ("fg_ari", "probe_position_error_px"):
+        if key in result:
+            print(f"{key}: {result[key]:.4f}")
+    print(f"wrote {path}")
+    return 0
+
+
 def _add_info(sub) -> None:
     p = sub.add_parser(
         "info",
@@ -164,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"causal-wm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
     _add_info(sub)
     _add_quickstart(sub)
     return parser
@@ -172,12 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from causal_wm.data import DatasetError
     from causal_wm.generate import GenerateError
+    from causal_wm.train import TrainError
     from envs import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, ConfigError, DatasetError, GenerateError, FileNotFoundError) as err:
+    except (CLIError, ConfigError, DatasetError, GenerateError, TrainError, FileNotFoundError) as err:
         print(f"causal-wm {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -48,8 +48,9 @@ def to_dict(config) -> dict[str, Any]:
 
 
 def dump_yaml(config, path: str | os.PathLike) -> None:
-    """Write ``config`` as YAML atomically."""
+    """Write ``config`` (a dataclass or a dict) as YAML atomically."""
     path = Path(path)
+    values = config if isinstance(config, dict) else to_dict(config)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(json.loads(json.dumps(values, default=list)), sort_keys=False))
     os.replace(tmp, path)

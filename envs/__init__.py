@@ -35,8 +35,20 @@ SCENES: dict[str, type[Scene]] = {cls.name: cls for cls in (Springs, Charges, Bi
 GYM_IDS = {name: f"causal_wm/{name.capitalize()}-v0" for name in SCENES}
 
 __all__ = [
-    "SCENES", "STATE_FEATURES", "ConfigError", "EpisodeSpec", "Intervention", "ObjectSpec", "Rollout", "Scene",
-    "SceneConfig", "World", "do", "make", "make_scene", "parse_range",
+    "SCENES",
+    "STATE_FEATURES",
+    "ConfigError",
+    "EpisodeSpec",
+    "Intervention",
+    "ObjectSpec",
+    "Rollout",
+    "Scene",
+    "SceneConfig",
+    "World",
+    "do",
+    "make",
+    "make_scene",
+    "parse_range",
 ]
 
 

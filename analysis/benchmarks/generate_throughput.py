@@ -28,9 +28,11 @@ from causal_wm.cli import main
 t = time.perf_counter()
 code = main(sys.argv[1:])
 seconds = time.perf_counter() - t
-kb = lambda who: resource.getrusage(who).ru_maxrss
-print(json.dumps({"code": code, "seconds": seconds, "parent_rss_mb": kb(resource.RUSAGE_SELF) / 1024,
-                  "worker_rss_mb": kb(resource.RUSAGE_CHILDREN) / 1024}))
+# VmHWM is this process image's own peak; ru_maxrss of RUSAGE_SELF would carry over the peak of the process that
+# forked and exec'd us (Linux keeps it across execve).
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"code": code, "seconds": seconds, "parent_rss_mb": hwm / 1024,
+                  "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 
@@ -82,8 +84,8 @@ def same_bytes(a: Path, b: Path) -> bool:
         if keys != sorted(fb):
             return False
         for k in keys:
-            for e in range(0, fa[k].shape[0], 256):
-                if not np.array_equal(fa[k][e : e + 256], fb[k][e : e + 256]):
+            for e in range(0, fa[k].shape[0], 64):
+                if not np.array_equal(fa[k][e : e + 64], fb[k][e : e + 64]):
                     return False
     return True
 

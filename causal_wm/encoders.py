@@ -1,0 +1,304 @@
+"""Slot encoders: images (or ground-truth states) to a set of K object slots ``(B, K, D)``.
+
+Three families, all returning an :class:`EncoderOutput`:
+
+- :class:`ObjectExtractorCNN`: the object extractor + object encoder of C-SWM (Kipf et al. 2020, "Contrastive
+  Learning of Structured World Models"). A CNN maps the image to K feature maps, one per slot, whose sigmoid is an
+  object mask; a shared MLP encodes each map into its slot. K is fixed and slot k always reads map k, so slots have a
+  stable identity across time without any matching.
+- :class:`SlotAttentionEncoder`: a CNN backbone with soft position embedding followed by :class:`SlotAttention`
+  (Locatello et al. 2020, "Object-Centric Learning with Slot Attention"). K may change at call time and slot order is
+  arbitrary; temporal consistency comes from ``init_slots`` (SAVi, Kipf et al. 2022).
+- :class:`StateEncoder`: a per-object MLP on ground-truth object states, the "oracle" upper bound.
+
+Image encoders take ``x: (B, C, H, W)`` float32 in [0, 1] with ``C = 3 * history`` (by default two consecutive RGB
+frames stacked on channels, so velocity is visible in a single input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+ENCODER_KINDS = ("cnn", "slots", "state")
+
+
+@dataclass
+class EncoderOutput:
+    """What every encoder returns."""
+
+    slots: Tensor
+    """(B, K, D) slot vectors."""
+    masks: Tensor | None = None
+    """(B, K, h, w) per-slot soft masks / attention in [0, 1] (for FG-ARI and figures); None for state encoders."""
+    slot_mask: Tensor | None = None
+    """(B, K) bool, True for valid slots (padding of the state encoder); None when every slot is valid."""
+
+
+def downsampling_steps(size: int, target: int) -> int:
+    """Number of halvings that take ``size`` to ``target``; ValueError unless ``size = target * 2**n``, n >= 0."""
+    ratio = size // target if target > 0 else 0
+    if target <= 0 or size % target or ratio & (ratio - 1):
+        raise ValueError(f"{size} is not a power-of-two multiple of {target}")
+    return ratio.bit_length() - 1
+
+
+def position_grid(height: int, width: int) -> Tensor:
+    """Locatello et al.'s 4-channel linear ramps (y, x, 1 - y, 1 - x) in [0, 1], shape (height, width, 4)."""
+    ys = torch.linspace(0.0, 1.0, height)
+    xs = torch.linspace(0.0, 1.0, width)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (h, w) each
+    return torch.stack([grid_y, grid_x, 1.0 - grid_y, 1.0 - grid_x], dim=-1)  # (h, w, 4)
+
+
+class ObjectExtractorCNN(nn.Module):
+    """C-SWM's object extractor and object encoder (Kipf et al. 2020), sized for fast CPU training.
+
+    Object extractor: ``conv 4x4/2 -> BN -> ReLU -> conv 4x4/2 -> sigmoid`` turns a ``(B, C, H, W)`` image into K
+    object masks at ``(H/4, W/4)`` (16x16 for 64x64 inputs; receptive field 10 px, about one object). Object encoder:
+    a shared MLP ``flatten -> mlp_hidden -> ReLU -> mlp_hidden -> LayerNorm -> ReLU -> slot_dim`` maps each mask to
+    its slot. Slot k is always read from map k, so slot identity is stable over time.
+
+    Args:
+        in_channels: C = 3 * history.
+        num_slots: K, fixed.
+        slot_dim: D.
+        hidden: channels of the hidden convolution.
+        mlp_hidden: width of the object encoder MLP.
+        image_size: side H = W of the input; must be divisible by 4.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 6,
+        num_slots: int = 5,
+        slot_dim: int = 4,
+        hidden: int = 32,
+        mlp_hidden: int = 256,
+        image_size: int = 64,
+    ):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4, got {image_size}")
+        self.num_slots = num_slots
+        self.maps_size = (image_size // 4, image_size // 4)
+        self.extractor = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, kernel_size=4, stride=2, padding=1),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(),
+            nn.Conv2d(hidden, num_slots, kernel_size=4, stride=2, padding=1),
+            nn.Sigmoid(),
+        )
+        self.object_encoder = nn.Sequential(
+            nn.Linear(self.maps_size[0] * self.maps_size[1], mlp_hidden),
+            nn.ReLU(),
+            nn.Linear(mlp_hidden, mlp_hidden),
+            nn.LayerNorm(mlp_hidden),
+            nn.ReLU(),
+            nn.Linear(mlp_hidden, slot_dim),
+        )
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        """x: (B, C, H, W) in [0, 1] -> slots (B, K, D) and the object masks (B, K, h, w)."""
+        masks = self.extractor(x)  # (B, K, h, w)
+        slots = self.object_encoder(masks.flatten(2))  # (B, K, D)
+        return EncoderOutput(slots=slots, masks=masks)
+
+
+class SlotAttention(nn.Module):
+    """Slot Attention (Locatello et al. 2020).
+
+    Slots start from a learned Gaussian ``mu + exp(log_sigma) * eps``, ``eps ~ N(0, I)`` drawn from torch's global RNG
+    (so ``torch.manual_seed`` makes it deterministic), or from ``init_slots`` (SAVi-style: slots at t+1 start from the
+    slots at t). Each of ``iters`` rounds: slots compete for input features through a softmax over slots, take the
+    attention-weighted mean of the values, and are updated by a GRU cell plus a residual MLP. The module is
+    equivariant to permutations of ``init_slots``.
+
+    Args:
+        num_slots: default K; can be changed per call.
+        dim: D, the feature size of both inputs and slots.
+        iters: number of attention rounds.
+        hidden: width of the residual MLP.
+        eps: added to the attention before normalising it over inputs.
+    """
+
+    def __init__(self, num_slots: int, dim: int, iters: int = 3, hidden: int = 128, eps: float = 1e-8):
+        super().__init__()
+        if iters < 1:
+            raise ValueError(f"iters must be >= 1, got {iters}")
+        self.num_slots = num_slots
+        self.dim = dim
+        self.iters = iters
+        self.eps = eps
+        self.scale = dim**-0.5
+        self.mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, 1, dim)))
+        self.log_sigma = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, 1, dim)))
+        self.norm_inputs = nn.LayerNorm(dim)
+        self.norm_slots = nn.LayerNorm(dim)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.gru = nn.GRUCell(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(
+        self, inputs: Tensor, num_slots: int | None = None, init_slots: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """inputs: (B, L, D) -> slots (B, K, D) and the last round's attention (B, K, L) (softmax over slots).
+
+        ``init_slots`` (B, K, D) replaces the Gaussian sampling; ``num_slots``, if also given, must equal its K.
+        """
+        batch, _, dim = inputs.shape
+        if init_slots is not None:
+            if num_slots is not None and num_slots != init_slots.shape[1]:
+                raise ValueError(f"num_slots={num_slots} but init_slots has {init_slots.shape[1]} slots")
+            slots = init_slots  # (B, K, D)
+        else:
+            k = self.num_slots if num_slots is None else num_slots
+            noise = torch.randn(batch, k, dim, device=inputs.device, dtype=inputs.dtype)  # (B, K, D)
+            slots = self.mu + self.log_sigma.exp() * noise  # (B, K, D)
+        num = slots.shape[1]
+
+        inputs = self.norm_inputs(inputs)
+        keys = self.to_k(inputs)  # (B, L, D)
+        values = self.to_v(inputs)  # (B, L, D)
+        for _ in range(self.iters):
+            queries = self.to_q(self.norm_slots(slots))  # (B, K, D)
+            logits = torch.einsum("bkd,bld->bkl", queries, keys) * self.scale  # (B, K, L)
+            attn = logits.softmax(dim=1)  # (B, K, L), competition between slots
+            weights = (attn + self.eps) / (attn + self.eps).sum(dim=-1, keepdim=True)  # (B, K, L), mean over inputs
+            updates = torch.einsum("bkl,bld->bkd", weights, values)  # (B, K, D)
+            slots = self.gru(updates.reshape(-1, dim), slots.reshape(-1, dim)).reshape(batch, num, dim)
+            slots = slots + self.mlp(self.norm_mlp(slots))  # (B, K, D)
+        return slots, attn
+
+
+class SlotAttentionEncoder(nn.Module):
+    """CNN backbone + soft position embedding + :class:`SlotAttention` (Locatello et al. 2020), CPU-sized.
+
+    Backbone: ``conv 5x5 -> ReLU -> [conv 3x3/2 -> ReLU]* -> conv 3x3 -> ReLU`` with ``hidden`` channels, where the
+    first conv and the ``[...]`` convs halve the resolution until the feature grid is ``resolution`` x ``resolution``
+    (default ``image_size / 4``: 16x16 for 64x64 inputs). Locatello's soft position embedding (4 linear ramps
+    projected to ``hidden`` features) is added, the grid is flattened to L = h * w tokens, then
+    ``LayerNorm -> Linear -> ReLU -> Linear`` maps them to ``slot_dim`` before slot attention.
+
+    Slot order is arbitrary: the slots are exchangeable and a fresh random init permutes them. For temporal consistency
+    (SAVi, Kipf et al. 2022) encode frame t from the random init and frame t+1 with ``init_slots=slots_t``.
+
+    Args:
+        in_channels: C = 3 * history.
+        num_slots: default K; can be changed per call.
+        slot_dim: D.
+        hidden: backbone channels.
+        iters: slot attention rounds.
+        image_size: side H = W of the input.
+        resolution: side of the feature grid slot attention runs on; ``image_size / 2**n`` with n >= 0.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 6,
+        num_slots: int = 5,
+        slot_dim: int = 32,
+        hidden: int = 32,
+        iters: int = 3,
+        image_size: int = 64,
+        resolution: int | None = None,
+    ):
+        super().__init__()
+        resolution = image_size // 4 if resolution is None else resolution
+        halvings = downsampling_steps(image_size, resolution)
+        self.maps_size = (resolution, resolution)
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, hidden, kernel_size=5, stride=2 if halvings else 1, padding=2),
+            nn.ReLU(),
+        ]
+        for _ in range(halvings - 1):
+            layers += [nn.Conv2d(hidden, hidden, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(hidden, hidden, kernel_size=3, padding=1), nn.ReLU()]
+        self.backbone = nn.Sequential(*layers)
+        self.register_buffer("grid", position_grid(resolution, resolution), persistent=False)  # (h, w, 4)
+        self.position_embedding = nn.Linear(4, hidden)
+        self.feature_mlp = nn.Sequential(
+            nn.LayerNorm(hidden), nn.Linear(hidden, slot_dim), nn.ReLU(), nn.Linear(slot_dim, slot_dim)
+        )
+        self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters)
+
+    @property
+    def num_slots(self) -> int:
+        """Default K."""
+        return self.slot_attention.num_slots
+
+    def forward(self, x: Tensor, num_slots: int | None = None, init_slots: Tensor | None = None) -> EncoderOutput:
+        """x: (B, C, H, W) in [0, 1] -> slots (B, K, D) and attention masks (B, K, h, w)."""
+        features = self.backbone(x).permute(0, 2, 3, 1)  # (B, h, w, hidden)
+        features = features + self.position_embedding(self.grid)  # (B, h, w, hidden)
+        tokens = self.feature_mlp(features.flatten(1, 2))  # (B, L, D)
+        slots, attn = self.slot_attention(tokens, num_slots=num_slots, init_slots=init_slots)  # (B, K, D), (B, K, L)
+        masks = attn.unflatten(-1, self.maps_size)  # (B, K, h, w)
+        return EncoderOutput(slots=slots, masks=masks)
+
+
+class StateEncoder(nn.Module):
+    """Ground-truth object states (B, N, F) to slots (B, N, D) with a per-object MLP (shared weights).
+
+    Inputs are normalised as ``(states - mean) / std`` (buffers, default 0 and 1) and passed through
+    ``Linear -> ReLU -> Linear -> LayerNorm -> ReLU -> Linear``. Everything is per object, so a sample's slots do not
+    depend on the rest of the batch. Padded objects (``slot_mask`` False) get zero slots, whatever their states.
+
+    Args:
+        num_features: F.
+        slot_dim: D.
+        hidden: MLP width.
+        mean: (F,) feature means, default zeros.
+        std: (F,) feature standard deviations (positive), default ones.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        slot_dim: int = 32,
+        hidden: int = 128,
+        mean: Tensor | None = None,
+        std: Tensor | None = None,
+    ):
+        super().__init__()
+        mean = torch.zeros(num_features) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.ones(num_features) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        for name, value in (("mean", mean), ("std", std)):
+            if value.shape != (num_features,):
+                raise ValueError(f"{name} must have shape ({num_features},), got {tuple(value.shape)}")
+        if not bool((std > 0).all()):
+            raise ValueError("std must be positive")
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+        self.mlp = nn.Sequential(
+            nn.Linear(num_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.LayerNorm(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, slot_dim),
+        )
+
+    def forward(self, states: Tensor, slot_mask: Tensor | None = None) -> EncoderOutput:
+        """states: (B, N, F); slot_mask: (B, N) bool, True for real objects -> slots (B, N, D)."""
+        if slot_mask is None:
+            return EncoderOutput(slots=self.mlp((states - self.mean) / self.std), masks=None)
+        valid = slot_mask.unsqueeze(-1)  # (B, N, 1)
+        states = torch.where(valid, states, self.mean)  # padding may hold anything, even NaN
+        slots = self.mlp((states - self.mean) / self.std)  # (B, N, D)
+        slots = torch.where(valid, slots, torch.zeros_like(slots))  # (B, N, D)
+        return EncoderOutput(slots=slots, masks=None, slot_mask=slot_mask)
+
+
+def build_encoder(kind: str, **kwargs) -> nn.Module:
+    """Encoder by kind: "cnn" (:class:`ObjectExtractorCNN`), "slots" (:class:`SlotAttentionEncoder`) or "state"
+    (:class:`StateEncoder`); ``kwargs`` go to its constructor."""
+    classes = {"cnn": ObjectExtractorCNN, "slots": SlotAttentionEncoder, "state": StateEncoder}
+    if kind not in classes:
+        raise ValueError(f"unknown encoder kind {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")
+    return classes[kind](**kwargs)

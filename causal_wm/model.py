@@ -1,0 +1,205 @@
+"""The object-centric world model: encoder -> slots -> TransitionGNN (learned edges) -> imagined rollouts.
+
+    z_t = f(o_t)                      # (B, K, D) slots
+    z_{t+1} = z_t + g(z_t, a_t)       # C-SWM transition with gated pairwise messages
+    imagine(z, actions) -> (B, H+1, K, D), optionally decoded to frames
+
+Observations for the image encoders are stacks of ``history`` consecutive frames (default 2, so velocity is
+visible); the state encoder reads ground-truth object states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from causal_wm.decoder import SpatialBroadcastDecoder
+from causal_wm.encoders import EncoderOutput, ObjectExtractorCNN, SlotAttentionEncoder, StateEncoder
+from causal_wm.transition import TransitionGNN, TransitionOutput
+
+ENCODERS = ("cnn", "slots", "state")
+NUM_DIRECTIONS = 4
+NODE_ACTION_DIM = 2 + NUM_DIRECTIONS + 1  # push location (x, y), direction one-hot, no-op flag
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a :class:`WorldModel`. Saved in every checkpoint; a mismatch is refused on load."""
+
+    encoder: str = "cnn"
+    """Slot encoder: cnn (C-SWM object extractor, fixed K), slots (Slot Attention) or state (ground-truth states)."""
+    num_slots: int = 5
+    """Number of slots K; for the cnn and state encoders at least the number of objects."""
+    slot_dim: int = 8
+    """Dimension D of each slot."""
+    hidden: int = 256
+    """Hidden width of the transition GNN's MLPs."""
+    encoder_hidden: int = 32
+    """Channels (cnn, slots) or hidden width (state) of the encoder."""
+    history: int = 2
+    """Frames stacked as one observation (image encoders)."""
+    image_size: int = 64
+    """Frame side in pixels (image encoders)."""
+    num_features: int = 8
+    """State features per object (state encoder)."""
+    gated: bool = True
+    """Learned gate in [0, 1] on every edge (the learned interaction graph)."""
+    action_node: bool | None = None
+    """Add an action node (push location + direction) to the graph; default: only for the slots encoder."""
+    object_actions: bool | None = None
+    """C-SWM object-factored actions (slot k = object k); default: for the cnn and state encoders."""
+    decoder: bool = False
+    """Add a spatial-broadcast decoder (reconstruction loss, decoded rollouts)."""
+    slot_iters: int = 3
+    """Slot Attention iterations."""
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if min(self.num_slots, self.slot_dim, self.hidden, self.history) < 1:
+            raise ValueError("num_slots, slot_dim, hidden and history must be positive")
+        if self.action_node is None:
+            object.__setattr__(self, "action_node", self.encoder == "slots")
+        if self.object_actions is None:
+            object.__setattr__(self, "object_actions", self.encoder != "slots")
+
+    @property
+    def uses_images(self) -> bool:
+        return self.encoder != "state"
+
+
+class WorldModel(nn.Module):
+    """Encoder, transition GNN and optional decoder. See the module docstring."""
+
+    def __init__(self, config: ModelConfig, feature_mean: Tensor | None = None, feature_std: Tensor | None = None):
+        super().__init__()
+        self.config = c = config
+        self.arena_size = 1.0  # normalises push locations; set from the dataset (saved in checkpoints)
+        if c.encoder == "cnn":
+            self.encoder = ObjectExtractorCNN(
+                in_channels=3 * c.history,
+                num_slots=c.num_slots,
+                slot_dim=c.slot_dim,
+                hidden=c.encoder_hidden,
+                image_size=c.image_size,
+            )
+        elif c.encoder == "slots":
+            self.encoder = SlotAttentionEncoder(
+                in_channels=3 * c.history,
+                num_slots=c.num_slots,
+                slot_dim=c.slot_dim,
+                hidden=c.encoder_hidden,
+                iters=c.slot_iters,
+                image_size=c.image_size,
+            )
+        else:
+            self.encoder = StateEncoder(
+                c.num_features,
+                slot_dim=c.slot_dim,
+                hidden=max(c.encoder_hidden, 64),
+                mean=feature_mean,
+                std=feature_std,
+            )
+        self.transition_model = TransitionGNN(
+            c.slot_dim,
+            hidden=c.hidden,
+            obj_action_dim=NUM_DIRECTIONS if c.object_actions else 0,
+            node_action_dim=NODE_ACTION_DIM if c.action_node else 0,
+            gated=c.gated,
+        )
+        self.decoder = (
+            SpatialBroadcastDecoder(c.slot_dim, image_size=c.image_size, hidden=c.encoder_hidden) if c.decoder else None
+        )
+
+    # -- inputs --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def frames_to_input(frames: Tensor) -> Tensor:
+        """(B, L, H, W, 3) uint8 frames -> (B, 3L, H, W) float in [0, 1]."""
+        b, length, h, w, c = frames.shape
+        x = frames.permute(0, 1, 4, 2, 3).reshape(b, length * c, h, w)
+        return x.float().div_(255.0)
+
+    def encode(
+        self,
+        obs: Tensor,
+        *,
+        slot_mask: Tensor | None = None,
+        init_slots: Tensor | None = None,
+        num_slots: int | None = None,
+    ) -> EncoderOutput:
+        """Slots of one observation: ``obs`` is (B, history, H, W, 3) uint8 frames, or (B, N, F) states."""
+        if self.config.encoder == "state":
+            return self.encoder(obs, slot_mask=slot_mask)
+        x = self.frames_to_input(obs) if obs.dtype == torch.uint8 else obs
+        if self.config.encoder == "slots":
+            return self.encoder(x, num_slots=num_slots, init_slots=init_slots)
+        return self.encoder(x)
+
+    def action_inputs(self, actions: Tensor, positions: Tensor | None, num_slots: int) -> tuple[Tensor | None, ...]:
+        """Object-factored (B, K, 4) and action-node (B, 7) encodings of integer actions (B,).
+
+        ``positions`` (B, N, 2), normalised, give the push location of the action node."""
+        c = self.config
+        b = actions.shape[0]
+        push = actions > 0
+        obj = torch.where(push, (actions - 1) // NUM_DIRECTIONS, torch.zeros_like(actions))
+        direction = torch.where(push, (actions - 1) % NUM_DIRECTIONS, torch.zeros_like(actions))
+        dir_onehot = nn.functional.one_hot(direction, NUM_DIRECTIONS).float() * push[:, None]  # (B, 4)
+        obj_action = node_action = None
+        if c.object_actions:
+            on_slot = nn.functional.one_hot(obj.clamp(max=num_slots - 1), num_slots).bool() & push[:, None]
+            on_slot &= (obj < num_slots)[:, None]
+            obj_action = on_slot[..., None].float() * dir_onehot[:, None, :]  # (B, K, 4)
+        if c.action_node:
+            if positions is None:
+                raise ValueError("the action node needs object positions (the push location)")
+            where = positions[torch.arange(b, device=actions.device), obj.clamp(max=positions.shape[1] - 1)]  # (B, 2)
+            node_action = torch.cat([where * push[:, None], dir_onehot, (~push)[:, None].float()], dim=1)
+        return obj_action, node_action
+
+    def transition(
+        self, z: Tensor, actions: Tensor, positions: Tensor | None = None, slot_mask: Tensor | None = None
+    ) -> TransitionOutput:
+        obj_action, node_action = self.action_inputs(actions, positions, z.shape[1])
+        return self.transition_model(z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask)
+
+    def imagine(
+        self,
+        z: Tensor,
+        actions: Tensor,
+        positions: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+        decode: bool = True,
+    ) -> dict[str, Tensor]:
+        """Roll the latent state forward in imagination.
+
+        ``z`` (B, K, D), ``actions`` (B, H) int, ``positions`` (B, H, N, 2) normalised push locations (needed
+        only with an action node). Returns ``z`` (B, H+1, K, D), ``gates`` (B, H, K, K) and, with a decoder,
+        ``frames`` (B, H+1, 3, H_img, W_img)."""
+        zs, gates = [z], []
+        for h in range(actions.shape[1]):
+            out = self.transition(zs[-1], actions[:, h], None if positions is None else positions[:, h], slot_mask)
+            zs.append(zs[-1] + out.delta)
+            gates.append(out.gates)
+        result = {"z": torch.stack(zs, 1), "gates": torch.stack(gates, 1) if gates else z.new_zeros(0)}
+        if decode and self.decoder is not None:
+            flat = result["z"].flatten(0, 1)
+            mask = None if slot_mask is None else slot_mask.repeat_interleave(len(zs), 0)
+            result["frames"] = self.decoder(flat, slot_mask=mask).recon.unflatten(0, (z.shape[0], len(zs)))
+        return result
+
+    def decode(self, z: Tensor, slot_mask: Tensor | None = None):
+        if self.decoder is None:
+            raise ValueError("this model has no decoder (train with --decoder)")
+        return self.decoder(z, slot_mask=slot_mask)
+
+
+def config_from_dict(values: dict) -> ModelConfig:
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown model config field(s) {unknown}")
+    return ModelConfig(**values)

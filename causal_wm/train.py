@@ -1,0 +1,363 @@
+"""Training: contrastive (C-SWM) multi-step rollouts, optional reconstruction, resumable run directories.
+
+A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON line per logged step),
+``tensorboard/`` events and ``checkpoints/last.pt`` = ``{model, optimizer, step, config, rng}``. ``--resume``
+restores all of it, so an interrupted run ends with the same weights and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from causal_wm.config import dump_yaml, to_dict
+from causal_wm.data import validate
+from causal_wm.losses import NEGATIVES, contrastive_loss
+from causal_wm.model import ENCODERS, WorldModel, config_from_dict
+from causal_wm.transition import sparsity_penalty
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+class TrainError(ValueError):
+    """A training request that cannot be carried out (bad data, config or run directory)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How ``causal-wm train`` trains a world model. Written to ``config.yaml`` in the run directory."""
+
+    data: str = ""
+    """Training dataset (HDF5)."""
+    encoder: str = "cnn"
+    """Slot encoder: cnn, slots or state."""
+    seed: int = 0
+    """Seed of parameters, data order and negatives."""
+    steps: int = 6000
+    """Optimisation steps."""
+    batch_size: int = 64
+    """Windows per step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    rollout_steps: int = 5
+    """H: the transition is unrolled H steps and every step is scored against the encoded true state."""
+    hinge: float = 1.0
+    """Margin of the negative energy."""
+    sigma: float = 0.5
+    """Energy scale: d = 0.5 / sigma^2 * ||z - z'||^2."""
+    negatives: str = "batch"
+    """Negative states: batch (other episodes, C-SWM) or episode (other steps of the same episode)."""
+    sparsity: float = 0.0
+    """Weight of the mean edge gate (encourages a sparse learned graph)."""
+    recon_weight: float = 1.0
+    """Weight of the reconstruction loss (with a decoder)."""
+    threads: int = 2
+    """torch CPU threads (results are reproducible for a fixed thread count)."""
+    log_every: int = 50
+    """Steps between metrics.jsonl lines."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """ModelConfig fields; num_slots defaults to the dataset's maximum object count."""
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise TrainError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if self.negatives not in NEGATIVES:
+            raise TrainError(f"--negatives must be one of {', '.join(NEGATIVES)}")
+        if min(self.steps, self.batch_size, self.rollout_steps, self.log_every, self.checkpoint_every) < 1:
+            raise TrainError("steps, batch size, rollout steps, log and checkpoint intervals must be positive")
+        if self.lr <= 0 or self.sigma <= 0 or self.hinge < 0 or self.sparsity < 0:
+            raise TrainError("lr and sigma must be positive, hinge and sparsity non-negative")
+
+
+class EpisodeArrays:
+    """A training set held in memory (uint8 frames stay uint8) with vectorised window sampling."""
+
+    def __init__(self, path: str, *, images: bool, episodes: slice | None = None):
+        info = validate(path)
+        self.info = info
+        if images and not info.has_images:
+            raise TrainError(f"{path} has no images ('obs'): it is a state-only file; use --encoder state")
+        if "actions" not in info.optional_keys:
+            raise TrainError(f"{path} has no 'actions'; the world model needs a_t")
+        sel = episodes or slice(None)
+        with h5py.File(path, "r") as f:
+            self.states = f["states"][sel]  # (E, T, N, F) float32
+            self.actions = f["actions"][sel].astype(np.int64)  # (E, T-1)
+            self.num_objects = f["num_objects"][sel].astype(np.int64)  # (E,)
+            self.obs = f["obs"][sel] if images else None  # (E, T, H, W, 3) uint8
+            self.masks = f["masks"][sel] if images and "masks" in f else None
+        self.arena = float(info.config.get("arena_size", 1.0))
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.states)
+
+    @property
+    def steps(self) -> int:
+        return self.states.shape[1]
+
+    def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        real = np.arange(self.states.shape[2])[None, :] < self.num_objects[:, None]  # (E, N)
+        values = self.states[np.broadcast_to(real[:, None], self.states.shape[:3])]  # (M, F)
+        mean, std = values.mean(0), values.std(0)
+        return torch.from_numpy(mean), torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32))
+
+    def window(self, e: np.ndarray, s: np.ndarray, length: int, history: int) -> dict[str, torch.Tensor]:
+        """Windows of ``length`` observations starting at observation time ``s + history - 1``."""
+        t = s[:, None] + history - 1 + np.arange(length)[None]  # (B, L) observation times
+        out = {
+            "states": torch.from_numpy(self.states[e[:, None], t]),  # (B, L, N, F)
+            "actions": torch.from_numpy(self.actions[e[:, None], t[:, :-1]]),  # (B, L-1)
+            "num_objects": torch.from_numpy(self.num_objects[e]),
+        }
+        if self.obs is not None:
+            frames = s[:, None] + np.arange(length + history - 1)[None]  # (B, L + history - 1)
+            out["frames"] = torch.from_numpy(self.obs[e[:, None], frames])  # (B, L+h-1, H, W, 3) uint8
+        return out
+
+
+def slot_mask_for(num_objects: torch.Tensor, num_slots: int, encoder: str) -> torch.Tensor | None:
+    """Padding mask (B, K) for the state encoder; image encoders see every slot."""
+    if encoder != "state":
+        return None
+    return torch.arange(num_slots)[None] < num_objects[:, None]
+
+
+def encode_window(model: WorldModel, batch: dict[str, torch.Tensor], length: int) -> tuple[torch.Tensor, Any]:
+    """Encode ``length`` consecutive observations: (B, L, K, D) slots and the encoder output of the first."""
+    c = model.config
+    if c.encoder == "state":
+        states = batch["states"]  # (B, L, N, F)
+        mask = slot_mask_for(batch["num_objects"], c.num_slots, "state")
+        b = states.shape[0]
+        flat = states.flatten(0, 1)
+        out = model.encode(flat, slot_mask=None if mask is None else mask.repeat_interleave(length, 0))
+        return out.slots.unflatten(0, (b, length)), out
+    frames = batch["frames"]  # (B, L + history - 1, H, W, 3)
+    stacks = frames.unfold(1, c.history, 1).permute(0, 1, 5, 2, 3, 4)  # (B, L, history, H, W, 3)
+    if c.encoder == "cnn":
+        out = model.encode(stacks.flatten(0, 1))
+        return out.slots.unflatten(0, stacks.shape[:2]), out
+    # Slot Attention: SAVi-style, the slots of step t initialise step t+1 so that slot order is kept in time.
+    slots, first, prev = [], None, None
+    for t in range(length):
+        out = model.encode(stacks[:, t], init_slots=prev)
+        first = first or out
+        prev = out.slots
+        slots.append(out.slots)
+    return torch.stack(slots, 1), first
+
+
+def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainConfig, gen: torch.Generator):
+    c = model.config
+    length = cfg.rollout_steps + 1
+    z, first = encode_window(model, batch, length)  # (B, L, K, D)
+    mask = slot_mask_for(batch["num_objects"], c.num_slots, c.encoder)
+    positions = batch["states"][..., :2] / model.arena_size  # (B, L, N, 2)
+    preds, gates, state = [], [], z[:, 0]
+    for h in range(cfg.rollout_steps):
+        out = model.transition(state, batch["actions"][:, h], positions[:, h], mask)
+        state = state + out.delta
+        preds.append(state)
+        gates.append(out)
+    parts = contrastive_loss(
+        torch.stack(preds, 1),
+        z,
+        hinge=cfg.hinge,
+        sigma=cfg.sigma,
+        negatives=cfg.negatives,
+        slot_mask=mask,
+        generator=gen,
+    )
+    loss = parts["loss"]
+    if cfg.sparsity > 0:
+        parts["sparsity"] = torch.stack([sparsity_penalty(o, mask) for o in gates]).mean()
+        loss = loss + cfg.sparsity * parts["sparsity"]
+    if model.decoder is not None:
+        target = batch["frames"][:, c.history - 1 : c.history - 1 + length].float().div(255).permute(0, 1, 4, 2, 3)
+        recon = model.decode(z.flatten(0, 1)).recon.unflatten(0, z.shape[:2])  # (B, L, 3, H, W)
+        parts["recon"] = (recon - target).pow(2).mean()
+        loss = loss + cfg.recon_weight * parts["recon"]
+    parts["loss"] = loss
+    return parts
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
+    return {
+        "numpy": rng.bit_generator.state,
+        "torch": torch.get_rng_state(),
+        "negatives": gen.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def build_model(cfg: TrainConfig, data: EpisodeArrays) -> WorldModel:
+    model_fields = dict(cfg.model)
+    model_fields.setdefault("num_slots", data.info.max_objects)
+    model_fields.update(encoder=cfg.encoder, num_features=data.info.num_features)
+    if data.info.image_size:
+        model_fields.setdefault("image_size", data.info.image_size)
+    try:
+        mcfg = config_from_dict(model_fields)
+    except (TypeError, ValueError) as err:
+        raise TrainError(str(err)) from None
+    if mcfg.encoder != "slots" and mcfg.num_slots < data.info.max_objects:
+        raise TrainError(
+            f"{data.info.max_objects} objects exceed the {mcfg.num_slots} slots of the {mcfg.encoder} encoder "
+            "(slot k must be object k); raise --num-slots"
+        )
+    mean, std = data.feature_stats()
+    model = WorldModel(mcfg, feature_mean=mean, feature_std=std)
+    model.arena_size = data.arena
+    return model
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, progress: bool = True) -> dict:
+    """Train per ``cfg`` into the run directory ``out``; returns the final logged metrics."""
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT
+    if resume:
+        if not ckpt_path.exists():
+            raise TrainError(f"--resume: {ckpt_path} does not exist")
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if to_dict(cfg) != saved["train_config"]:
+            diff = sorted(k for k, v in to_dict(cfg).items() if saved["train_config"].get(k) != v)
+            raise TrainError(f"--resume: the config differs from the run's config.yaml in {diff}")
+    elif out.exists() and any(out.iterdir()):
+        raise TrainError(f"{out} is not empty; pass --resume to continue that run or choose another --out")
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    data = EpisodeArrays(cfg.data, images=cfg.encoder != "state")
+    model = build_model(cfg, data)
+    history = model.config.history if model.config.uses_images else 1
+    length = cfg.rollout_steps + 1
+    max_start = data.steps - (history - 1) - length
+    if max_start < 0:
+        raise TrainError(f"episodes of {data.steps} frames are too short for {cfg.rollout_steps} rollout steps")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step = 0
+    if resume:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        step = saved["step"]
+        rng.bit_generator.state = saved["rng"]["numpy"]
+        torch.set_rng_state(saved["rng"]["torch"])
+        gen.set_state(saved["rng"]["negatives"])
+        random.setstate(saved["rng"]["python"])
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    full_config = {"train": to_dict(cfg), "model": dataclasses.asdict(model.config)}
+    if not resume:
+        dump_yaml(full_config, out / "config.yaml")
+    metrics_path = out / "metrics.jsonl"
+    _truncate_metrics(metrics_path, step)
+
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    writer = SummaryWriter(str(out / "tensorboard"), purge_step=step if resume else None)
+    last: dict[str, float] = {}
+    t0, samples = time.perf_counter(), 0
+    model.train()
+    try:
+        with (
+            open(metrics_path, "a") as log,
+            tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.encoder}") as bar,
+        ):
+            while step < cfg.steps:
+                e = rng.integers(0, data.num_episodes, cfg.batch_size)
+                s = rng.integers(0, max_start + 1, cfg.batch_size)
+                batch = data.window(e, s, length, history)
+                parts = rollout_loss(model, batch, cfg, gen)
+                if not torch.isfinite(parts["loss"]):
+                    raise TrainError(
+                        f"loss became {parts['loss'].item()} at step {step + 1}; stopped. The last good checkpoint "
+                        f"is {ckpt_path} (try a lower --lr)"
+                    )
+                opt.zero_grad(set_to_none=True)
+                parts["loss"].backward()
+                opt.step()
+                step += 1
+                samples += cfg.batch_size
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    elapsed = time.perf_counter() - t0
+                    last = {
+                        "step": step,
+                        **{k: float(v.detach()) for k, v in parts.items()},
+                        "windows_per_s": samples / elapsed,
+                    }
+                    log.write(json.dumps(last) + "\n")
+                    log.flush()
+                    for k, v in last.items():
+                        if k != "step":
+                            writer.add_scalar(f"train/{k}", v, step)
+                    bar.set_postfix(loss=f"{last['loss']:.4f}")
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    _atomic_save(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": opt.state_dict(),
+                            "step": step,
+                            "config": full_config,
+                            "train_config": to_dict(cfg),
+                            "rng": _rng_state(rng, gen),
+                            "arena_size": data.arena,
+                        },
+                        ckpt_path,
+                    )
+    finally:
+        writer.close()
+    return last
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after the checkpoint we resume from, so the log matches an uninterrupted run."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+def load_run(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> WorldModel:
+    """Restore the trained :class:`WorldModel` of a run directory (for notebooks and the CLI)."""
+    ckpt = Path(path) / CHECKPOINT
+    if not ckpt.exists():
+        raise TrainError(f"{path}: no checkpoint at {ckpt} (is this a causal-wm run directory?)")
+    try:
+        saved = torch.load(ckpt, map_location=map_location, weights_only=False)
+        mcfg = config_from_dict(saved["config"]["model"])
+    except Exception as err:  # unpickling garbage can raise nearly anything
+        raise TrainError(f"{ckpt}: not a causal-wm checkpoint ({type(err).__name__}: {err})") from None
+    model = WorldModel(mcfg)
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise TrainError(f"{ckpt}: the weights do not match its model config ({first})") from None
+    model.arena_size = saved.get("arena_size", 1.0)
+    model.train_config = saved["train_config"]
+    model.eval()
+    return model

@@ -1,0 +1,360 @@
+"""Gated transition GNN: a C-SWM transition model (Kipf et al., 2020) whose edges carry learned gates.
+
+The model predicts the change Δz of every object slot from pairwise messages over the complete directed slot graph
+without self-loops, as in C-SWM, but scales each message by a gate in [0, 1] computed from the pair. The gates are the
+model's learned interaction graph (in the spirit of Neural Relational Inference, Kipf et al., 2018, which scores
+learned edges against ground truth), so they are returned densely, ready to be compared with a simulator's adjacency.
+
+One round is a Graph Network block (Battaglia et al., 2018) written with PyG's `MessagePassing`, for each edge
+i -> j and with C-SWM's MLPs (Linear, ReLU, Linear, LayerNorm, ReLU, Linear):
+
+- `edge_update` (φ^e): the gate g_ij = sigmoid(MLP_g([z_i, z_j])) and the edge MLP's last hidden layer h_ij, where
+  MLP_e([z_i, z_j]) = W_o h_ij + b_o;
+- `message`: g_ij · h_ij;
+- `aggregate` (ρ^{e→v}): sum over incoming edges;
+- `update` (φ^v): Σ_i m_ij = W_o Σ_i g_ij h_ij + b_o Σ_i g_ij, the gated sum of the messages
+  m_ij = g_ij · MLP_e([z_i, z_j]), then Δz_j = MLP_n([z_j, a_j, Σ_i m_ij]) with a_j C-SWM's object-factored action.
+
+Two exact rewrites keep it fast on CPU. The first layer of MLP_e and MLP_g acts on a concatenation, so it splits into
+a sender and a receiver half, W [z_i, z_j] = W_s z_i + W_r z_j, each applied once per node and gathered per edge. The
+last layer of MLP_e is linear and the aggregation a gated sum, so W_o moves behind the sum (the identity above) and runs
+once per node: per edge only the middle H x H layer is trained, about half the matmul work of the dense formulation.
+The messages themselves are formed only for `message_norms` (one forward matmul per edge; their backward runs only if a
+loss uses the norms).
+
+Actions come in two forms, usable together:
+
+- ``obj_action (B, K, obj_action_dim)``: C-SWM's object-factored action, concatenated to every node's input of φ^v
+  (valid when slot k is object k, e.g. state or CNN encoders on fixed-order data);
+- ``node_action (B, node_action_dim)``: an action node per sample with a gated edge to every slot. Its first layer
+  has its own sender weights (the action and the slots have different features); the rest of the edge and gate MLPs is
+  shared. The action gates show which slot the action acts on, which is needed when slot order is arbitrary
+  (Slot Attention, Locatello et al., 2020).
+
+Variable object counts share one batch through ``slot_mask``: edges touching padded slots are dropped before any
+computation and padded slots' deltas are zero, so a padded batch matches running each sample on its real slots alone.
+Samples are batched as one disjoint graph whose complete edge list is built once per (B, K, device) and cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
+
+_GRAPH_CACHE_SIZE = 8  # distinct (B, K, device) graphs kept; a dataloader typically yields two batch sizes
+
+
+@dataclass
+class TransitionOutput:
+    """What `TransitionGNN.forward` returns; with ``layers > 1`` gates and norms are averaged over rounds.
+
+    delta: (B, K, D) predicted change of each slot.
+    gates: (B, K, K) gates[b, i, j] = gate of edge i -> j (i acts on j); 0 on the diagonal and for padded slots.
+    message_norms: (B, K, K) L2 norm of the gated message i -> j; 0 on the diagonal and for padded slots.
+    action_gates: (B, K) gate of the edge action node -> slot k, 0 for padded slots; None without an action node.
+    """
+
+    delta: Tensor
+    gates: Tensor
+    message_norms: Tensor
+    action_gates: Tensor | None
+
+
+@dataclass(frozen=True)
+class CompleteGraph:
+    """Edge lists of B disjoint complete directed graphs on K slots (no self-loops), plus an action node each.
+
+    Slots are flattened to nodes b * K + k and action nodes follow them as B * K + b.
+
+    edge_index: (2, B * K * (K - 1)) slot edges [sender; receiver], ordered by sample, sender, receiver.
+    dense_index: (B * K * (K - 1),) position b * K * K + i * K + j of each slot edge in a flattened (B, K, K) matrix.
+    action_edge_index: (2, B * K) action-node edges; edge b * K + k ends at node b * K + k.
+    """
+
+    edge_index: Tensor
+    dense_index: Tensor
+    action_edge_index: Tensor
+
+    @classmethod
+    def build(cls, batch_size: int, num_slots: int, device: torch.device) -> CompleteGraph:
+        """Build the edge lists with tensor ops only (no loop over samples)."""
+        k = torch.arange(num_slots, device=device)
+        off_diagonal = k[:, None] != k[None, :]  # (K, K)
+        sender = k[:, None].expand(num_slots, num_slots)[off_diagonal]  # (K(K-1),)
+        receiver = k[None, :].expand(num_slots, num_slots)[off_diagonal]  # (K(K-1),)
+        sample = torch.arange(batch_size, device=device)[:, None]  # (B, 1)
+        offset = sample * num_slots
+        edge_index = torch.stack([(offset + sender).reshape(-1), (offset + receiver).reshape(-1)])
+        dense_index = (sample * num_slots**2 + sender * num_slots + receiver).reshape(-1)
+        nodes = torch.arange(batch_size * num_slots, device=device)
+        action_edge_index = torch.stack([batch_size * num_slots + nodes // num_slots, nodes])
+        return cls(edge_index, dense_index, action_edge_index)
+
+
+def _cswm_tail(hidden: int, out_dim: int) -> nn.Sequential:
+    """C-SWM's MLP after its first Linear + ReLU: Linear, LayerNorm, ReLU, Linear."""
+    return nn.Sequential(nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class _PairLayer(nn.Module):
+    """First Linear of an MLP on [sender, receiver], split into a sender half and a receiver half.
+
+    The action node is a sender with its own weights; the receiver half carries the bias. Initialised like
+    `nn.Linear` on the concatenation: uniform in ±1/sqrt(fan_in) with fan_in = 2D (D + node_action_dim for actions).
+    """
+
+    def __init__(self, slot_dim: int, node_action_dim: int, hidden: int):
+        super().__init__()
+        self.sender = nn.Parameter(torch.empty(hidden, slot_dim))
+        self.receiver = nn.Parameter(torch.empty(hidden, slot_dim))
+        self.bias = nn.Parameter(torch.empty(hidden))
+        self.action_sender = nn.Parameter(torch.empty(hidden, node_action_dim)) if node_action_dim else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform init with the bound of a Linear layer on the concatenated pair."""
+        slot_dim = self.sender.size(1)
+        for weight in (self.sender, self.receiver, self.bias):
+            nn.init.uniform_(weight, -((2 * slot_dim) ** -0.5), (2 * slot_dim) ** -0.5)
+        if self.action_sender is not None:
+            bound = (self.action_sender.size(1) + slot_dim) ** -0.5
+            nn.init.uniform_(self.action_sender, -bound, bound)
+
+    def forward(self, state: Tensor, node_action: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Sender (B*K [+ B], H) and receiver (B*K, H) halves for slots `state` (B*K, D) and action nodes."""
+        senders = state @ self.sender.t()
+        if node_action is not None:
+            senders = torch.cat([senders, node_action @ self.action_sender.t()])
+        return senders, torch.addmm(self.bias, state, self.receiver.t())
+
+
+class _Round(nn.Module):
+    """Parameters of one message-passing round: edge MLP (first layer, hidden layer, output), gate MLP, node MLP."""
+
+    def __init__(self, slot_dim: int, hidden: int, obj_action_dim: int, node_action_dim: int, gated: bool):
+        super().__init__()
+        self.edge_in = _PairLayer(slot_dim, node_action_dim, hidden)
+        self.edge_hidden = nn.Sequential(nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU())
+        self.edge_out = nn.Linear(hidden, hidden)
+        self.gate_in = _PairLayer(slot_dim, node_action_dim, hidden) if gated else None
+        self.gate_out = nn.Linear(hidden, 1) if gated else None
+        self.node_mlp = nn.Sequential(
+            nn.Linear(slot_dim + obj_action_dim + hidden, hidden), nn.ReLU(), _cswm_tail(hidden, slot_dim)
+        )
+
+
+class TransitionGNN(MessagePassing):
+    """C-SWM transition GNN with a learned gate on every directed edge (see the module docstring).
+
+    Args:
+        slot_dim: D, the size of each slot.
+        hidden: width of the edge, gate and node MLPs (C-SWM uses 512).
+        obj_action_dim: size of the object-factored action per slot; 0 disables it.
+        node_action_dim: size of the action node's features; 0 disables the action node.
+        gated: learn gates; if False every real edge has gate 1 (plain C-SWM).
+        layers: message-passing rounds, each with its own weights; round r sees z plus the deltas of earlier rounds
+            and the deltas of all rounds add up.
+    """
+
+    def __init__(
+        self,
+        slot_dim: int,
+        hidden: int = 128,
+        obj_action_dim: int = 4,
+        node_action_dim: int = 0,
+        gated: bool = True,
+        layers: int = 1,
+    ):
+        super().__init__(aggr="sum")
+        sizes = dict(slot_dim=slot_dim, hidden=hidden, layers=layers)
+        for name, value in (sizes | dict(obj_action_dim=obj_action_dim, node_action_dim=node_action_dim)).items():
+            if value < (1 if name in sizes else 0):
+                raise ValueError(f"{name} must be >= {1 if name in sizes else 0}, got {value}")
+        self.slot_dim, self.hidden, self.gated, self.layers = slot_dim, hidden, gated, layers
+        self.obj_action_dim, self.node_action_dim = obj_action_dim, node_action_dim
+        self.rounds = nn.ModuleList(
+            _Round(slot_dim, hidden, obj_action_dim, node_action_dim, gated) for _ in range(layers)
+        )
+        self._graphs: OrderedDict[tuple[int, int, torch.device], CompleteGraph] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(slot_dim={self.slot_dim}, hidden={self.hidden}, obj_action_dim="
+            f"{self.obj_action_dim}, node_action_dim={self.node_action_dim}, gated={self.gated}, layers={self.layers})"
+        )
+
+    def reset_parameters(self) -> None:
+        """Re-initialise all weights as at construction."""
+        super().reset_parameters()
+        for module in self.rounds.modules():
+            if isinstance(module, nn.Linear | nn.LayerNorm | _PairLayer):
+                module.reset_parameters()
+
+    def complete_graph(self, batch_size: int, num_slots: int, device: torch.device) -> CompleteGraph:
+        """The cached `CompleteGraph` for (B, K, device), built on first use."""
+        key = (batch_size, num_slots, torch.device(device))
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = CompleteGraph.build(batch_size, num_slots, key[2])
+            self._graphs[key] = graph
+            if len(self._graphs) > _GRAPH_CACHE_SIZE:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        return graph
+
+    def forward(
+        self,
+        z: Tensor,
+        obj_action: Tensor | None = None,
+        node_action: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+    ) -> TransitionOutput:
+        """Predict Δz for slots z (B, K, D).
+
+        Args:
+            z: (B, K, D) slots.
+            obj_action: (B, K, obj_action_dim) object-factored action; required iff obj_action_dim > 0.
+            node_action: (B, node_action_dim) action-node features; required iff node_action_dim > 0.
+            slot_mask: (B, K) bool, True for real slots; None means all slots are real.
+        """
+        self._check_inputs(z, obj_action, node_action, slot_mask)
+        batch_size, num_slots, _ = z.shape
+        num_nodes = batch_size * num_slots
+        graph = self.complete_graph(batch_size, num_slots, z.device)
+        edge_index, dense_index, action_edge_index = graph.edge_index, graph.dense_index, graph.action_edge_index
+        node_mask = None
+        if slot_mask is not None:
+            node_mask = slot_mask.reshape(num_nodes)
+            keep = node_mask[edge_index[0]] & node_mask[edge_index[1]]  # (B*K*(K-1),)
+            edge_index, dense_index = edge_index[:, keep], dense_index[keep]
+            action_edge_index = action_edge_index[:, node_mask]
+            z = z.masked_fill(~slot_mask[..., None], 0.0)  # padding may hold anything, even NaN
+            if obj_action is not None:
+                obj_action = obj_action.masked_fill(~slot_mask[..., None], 0.0)
+        num_slot_edges = edge_index.size(1)
+        if node_action is not None:
+            edge_index = torch.cat([edge_index, action_edge_index], dim=1)
+        obj_action = obj_action.reshape(num_nodes, self.obj_action_dim) if obj_action is not None else None
+
+        state = z.reshape(num_nodes, self.slot_dim)  # (B*K, D)
+        delta = torch.zeros_like(state)  # (B*K, D)
+        gate_sum = norm_sum = None
+        for layer, weights in enumerate(self.rounds):
+            edge_in = weights.edge_in(state, node_action)  # (B*K [+ B], H), (B*K, H)
+            gate_in = weights.gate_in(state, node_action) if weights.gate_in is not None else None
+            hidden, gate = self.edge_updater(edge_index, e=edge_in, g=gate_in, layer=layer)  # (E, H), (E,)
+            step = self.propagate(
+                edge_index,
+                hidden=hidden,
+                gate=gate,
+                gate_total=scatter(gate, edge_index[1], dim=0, dim_size=num_nodes, reduce="sum"),  # (B*K,)
+                z=state,
+                obj_action=obj_action,
+                layer=layer,
+                size=(edge_in[0].size(0), num_nodes),
+            )  # (B*K, D)
+            if node_mask is not None:
+                step = step.masked_fill(~node_mask[:, None], 0.0)
+            delta = delta + step
+            state = state + step
+            norm = gate * weights.edge_out(hidden).norm(dim=-1)  # (E,)
+            gate_sum = gate if gate_sum is None else gate_sum + gate
+            norm_sum = norm if norm_sum is None else norm_sum + norm
+
+        gates, norms = gate_sum / self.layers, norm_sum / self.layers  # (E,)
+        dense = z.new_zeros(batch_size * num_slots * num_slots)
+        action_gates = None
+        if node_action is not None:
+            action_gates = z.new_zeros(num_nodes).index_copy(0, action_edge_index[1], gates[num_slot_edges:])
+            action_gates = action_gates.view(batch_size, num_slots)  # (B, K)
+        return TransitionOutput(
+            delta=delta.view(batch_size, num_slots, self.slot_dim),
+            gates=dense.index_copy(0, dense_index, gates[:num_slot_edges]).view(batch_size, num_slots, num_slots),
+            message_norms=dense.index_copy(0, dense_index, norms[:num_slot_edges]).view(
+                batch_size, num_slots, num_slots
+            ),
+            action_gates=action_gates,
+        )
+
+    # PyG suffixes: `_j` is the sender (edge_index[0]) and `_i` the receiver (edge_index[1]), i.e. `e_j` belongs to
+    # slot i and `e_i` to slot j in this module's gates[b, i, j] = i -> j notation.
+
+    def edge_update(
+        self, e_i: Tensor, e_j: Tensor, g_i: Tensor | None, g_j: Tensor | None, layer: int
+    ) -> tuple[Tensor, Tensor]:
+        """φ^e: the edge MLP's last hidden layer h (E, H) and the gate sigmoid(MLP_g([z_i, z_j])) (E,).
+
+        `e_*` and `g_*` are the first-layer halves of MLP_e and MLP_g; ungated rounds get gate 1.
+        """
+        weights = self.rounds[layer]
+        hidden = weights.edge_hidden(torch.relu(e_j + e_i))  # (E, H)
+        if g_i is None or g_j is None:
+            return hidden, hidden.new_ones(hidden.size(0))
+        return hidden, torch.sigmoid(weights.gate_out(torch.relu(g_j + g_i))).squeeze(-1)
+
+    def message(self, hidden: Tensor, gate: Tensor) -> Tensor:
+        """g · h (E, H): the gated message before the edge MLP's output layer, which `update` applies after the sum."""
+        return gate.unsqueeze(-1) * hidden
+
+    def update(self, inputs: Tensor, gate_total: Tensor, z: Tensor, obj_action: Tensor | None, layer: int) -> Tensor:
+        """φ^v: Δz_j = MLP_n([z_j, a_j, Σ_i m_ij]) (B*K, D) from `inputs` = Σ_i g_ij h_ij (B*K, H).
+
+        Σ_i m_ij = W_o Σ_i g_ij h_ij + b_o Σ_i g_ij, with `gate_total` = Σ_i g_ij (B*K,).
+        """
+        weights = self.rounds[layer]
+        incoming = torch.addmm(gate_total.unsqueeze(-1) * weights.edge_out.bias, inputs, weights.edge_out.weight.t())
+        parts = [z, incoming] if obj_action is None else [z, obj_action, incoming]
+        return weights.node_mlp(torch.cat(parts, dim=-1))
+
+    def _check_inputs(
+        self, z: Tensor, obj_action: Tensor | None, node_action: Tensor | None, slot_mask: Tensor | None
+    ) -> None:
+        """Raise ValueError naming the first argument whose shape or presence does not fit the model."""
+        if z.dim() != 3 or z.size(-1) != self.slot_dim:
+            raise ValueError(f"z must have shape (B, K, slot_dim={self.slot_dim}), got {tuple(z.shape)}")
+        if not z.is_floating_point():
+            raise ValueError(f"z must be a floating-point tensor, got {z.dtype}")
+        batch_size, num_slots, _ = z.shape
+        if self.obj_action_dim == 0 and obj_action is not None:
+            raise ValueError("obj_action was given but the model has obj_action_dim=0")
+        if self.obj_action_dim > 0:
+            expected = (batch_size, num_slots, self.obj_action_dim)
+            if obj_action is None:
+                raise ValueError(f"obj_action of shape {expected} is required (obj_action_dim={self.obj_action_dim})")
+            if tuple(obj_action.shape) != expected:
+                raise ValueError(
+                    f"obj_action must have shape (B, K, obj_action_dim)={expected}, got {tuple(obj_action.shape)}"
+                )
+        if self.node_action_dim == 0 and node_action is not None:
+            raise ValueError("node_action was given but the model has node_action_dim=0")
+        if self.node_action_dim > 0:
+            expected = (batch_size, self.node_action_dim)
+            if node_action is None:
+                raise ValueError(
+                    f"node_action of shape {expected} is required (node_action_dim={self.node_action_dim})"
+                )
+            if tuple(node_action.shape) != expected:
+                raise ValueError(
+                    f"node_action must have shape (B, node_action_dim)={expected}, got {tuple(node_action.shape)}"
+                )
+        if slot_mask is not None and (slot_mask.dtype != torch.bool or tuple(slot_mask.shape) != z.shape[:2]):
+            raise ValueError(
+                f"slot_mask must be a bool tensor of shape (B, K)={tuple(z.shape[:2])}, got "
+                f"{slot_mask.dtype} {tuple(slot_mask.shape)}"
+            )
+
+
+def sparsity_penalty(out: TransitionOutput, slot_mask: Tensor | None = None) -> Tensor:
+    """Mean gate over real off-diagonal edges (scalar); weight it by a sparsity coefficient in the loss.
+
+    Gates of the diagonal and of padded slots are already 0, so only the count of real edges depends on `slot_mask`.
+    """
+    batch_size, num_slots, _ = out.gates.shape
+    counts = slot_mask.sum(dim=1) if slot_mask is not None else out.gates.new_full((batch_size,), num_slots)  # (B,)
+    return out.gates.sum() / (counts * (counts - 1)).sum().clamp(min=1)

@@ -1,0 +1,245 @@
+"""World model, training and evaluation: shapes, smoke runs of every encoder, resume equivalence, NaN handling,
+and the errors bad input gets."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from causal_wm.cli import main
+from causal_wm.config import GenerateConfig
+from causal_wm.evaluate import evaluate
+from causal_wm.generate import generate
+from causal_wm.losses import contrastive_loss, energy
+from causal_wm.model import ModelConfig, WorldModel
+from causal_wm.train import TrainConfig, TrainError, load_run, train
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    common = dict(steps=14, num_objects="2-3", image_size=32, influence_steps=0)
+    generate(GenerateConfig(episodes=12, seed=0, **common), root / "train.h5", progress=False)
+    generate(GenerateConfig(episodes=8, seed=1, **common), root / "test.h5", progress=False)
+    generate(GenerateConfig(episodes=6, seed=2, images=False, **common), root / "states.h5", progress=False)
+    return root
+
+
+def cfg(tiny, encoder, **kw):
+    base = dict(
+        data=str(tiny / "train.h5"),
+        encoder=encoder,
+        steps=3,
+        batch_size=4,
+        rollout_steps=2,
+        log_every=1,
+        checkpoint_every=2,
+        model={"slot_dim": 4, "hidden": 16, "encoder_hidden": 8},
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_energy_and_contrastive_loss_hand_case():
+    a = torch.zeros(2, 3, 4)
+    b = torch.ones(2, 3, 4)
+    assert torch.allclose(energy(a, b, sigma=0.5), torch.full((2,), 0.5 / 0.25 * 12))
+    mask = torch.tensor([[True, False, False], [True, True, True]])
+    assert torch.allclose(energy(a, b, 0.5, mask), torch.tensor([8.0, 24.0]))
+    target = torch.randn(5, 3, 3, 4)
+    perfect = contrastive_loss(target[:, 1:], target, hinge=0.0)
+    assert perfect["positive"] == 0 and perfect["negative"] == 0
+    for negatives in ("batch", "episode"):
+        parts = contrastive_loss(target[:, 1:] + 0.1, target, hinge=1e6, negatives=negatives)
+        assert parts["positive"] > 0 and parts["negative"] > 0
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "slots", "state"])
+def test_imagine_shapes(encoder):
+    torch.manual_seed(0)
+    model = WorldModel(
+        ModelConfig(
+            encoder=encoder,
+            num_slots=3,
+            slot_dim=4,
+            hidden=16,
+            encoder_hidden=8,
+            image_size=32,
+            num_features=8,
+            decoder=encoder != "state",
+        )
+    )
+    obs = torch.rand(2, 3, 8) if encoder == "state" else torch.randint(0, 255, (2, 2, 32, 32, 3), dtype=torch.uint8)
+    z = model.encode(obs).slots
+    assert z.shape == (2, 3, 4)
+    out = model.imagine(z, torch.tensor([[0, 1, 5], [2, 0, 0]]), torch.rand(2, 3, 3, 2))
+    assert out["z"].shape == (2, 4, 3, 4) and out["gates"].shape == (2, 3, 3, 3)
+    assert torch.equal(out["z"][:, 0], z)
+    if model.decoder is not None:
+        assert out["frames"].shape == (2, 4, 3, 32, 32)
+
+
+def test_object_actions_reach_the_pushed_slot():
+    model = WorldModel(ModelConfig(encoder="state", num_slots=3, num_features=8))
+    obj, node = model.action_inputs(torch.tensor([0, 1 + 4 * 2 + 3]), None, 3)
+    assert node is None and obj.shape == (2, 3, 4)
+    assert obj[0].sum() == 0 and obj[1, 2, 3] == 1 and obj[1].sum() == 1
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "slots", "state"])
+def test_train_smoke_and_load_run(tiny, tmp_path, encoder):
+    data = "states.h5" if encoder == "state" else "train.h5"
+    last = train(cfg(tiny, encoder, data=str(tiny / data)), tmp_path / "run", progress=False)
+    assert last["step"] == 3 and np.isfinite(last["loss"])
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (tmp_path / "run" / name).exists()
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    model = load_run(tmp_path / "run")
+    assert model.config.encoder == encoder and not model.training
+
+
+def test_decoder_reconstruction_loss_is_logged(tiny, tmp_path):
+    c = cfg(tiny, "cnn", model={"slot_dim": 4, "hidden": 16, "encoder_hidden": 8, "decoder": True})
+    last = train(c, tmp_path / "run", progress=False)
+    assert last["recon"] > 0
+
+
+def test_resume_reaches_the_same_final_state(tiny, tmp_path, monkeypatch):
+    c = cfg(tiny, "cnn", steps=6, checkpoint_every=2, sparsity=0.01)
+    train(c, tmp_path / "a", progress=False)
+
+    import causal_wm.train as tr
+
+    real = tr.rollout_loss
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # killed during step 5, after the checkpoint at step 4
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "rollout_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(c, tmp_path / "b", progress=False)
+    monkeypatch.setattr(tr, "rollout_loss", real)
+    assert torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=False)["step"] == 4
+    train(c, tmp_path / "b", resume=True, progress=False)
+    a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=False)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    def strip(p):
+        return [
+            {k: v for k, v in json.loads(x).items() if k != "windows_per_s"}
+            for x in p.read_text().splitlines()
+        ]
+    assert strip(tmp_path / "a/metrics.jsonl") == strip(tmp_path / "b/metrics.jsonl")
+
+
+def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    import causal_wm.train as tr
+
+    real = tr.rollout_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        parts = real(*args, **kwargs)
+        if calls["n"] == 3:
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(tr, "rollout_loss", poisoned)
+    with pytest.raises(TrainError, match="loss became nan at step 3"):
+        train(cfg(tiny, "state", data=str(tiny / "states.h5"), steps=5), tmp_path / "run", progress=False)
+    saved = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
+    assert saved["step"] == 2 and all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_bad_training_input(tiny, tmp_path):
+    with pytest.raises(TrainError, match="state-only file"):
+        train(cfg(tiny, "cnn", data=str(tiny / "states.h5")), tmp_path / "r1", progress=False)
+    with pytest.raises(TrainError, match="exceed the 2 slots"):
+        train(cfg(tiny, "cnn", model={"num_slots": 2}), tmp_path / "r2", progress=False)
+    with pytest.raises(TrainError, match="too short"):
+        train(cfg(tiny, "cnn", rollout_steps=20), tmp_path / "r3", progress=False)
+    (tmp_path / "r4").mkdir()
+    (tmp_path / "r4" / "keep.txt").write_text("earlier results")
+    with pytest.raises(TrainError, match="not empty"):
+        train(cfg(tiny, "cnn"), tmp_path / "r4", progress=False)
+    assert (tmp_path / "r4" / "keep.txt").read_text() == "earlier results"
+    with pytest.raises(TrainError, match="unknown encoder"):
+        TrainConfig(encoder="vae")
+
+
+def test_resume_refuses_a_different_config(tiny, tmp_path):
+    train(cfg(tiny, "state", data=str(tiny / "states.h5")), tmp_path / "run", progress=False)
+    with pytest.raises(TrainError, match="differs .* \\['lr'\\]"):
+        train(cfg(tiny, "state", data=str(tiny / "states.h5"), lr=0.5), tmp_path / "run", resume=True)
+
+
+def test_mismatched_checkpoint_is_refused(tiny, tmp_path):
+    train(cfg(tiny, "state", data=str(tiny / "states.h5")), tmp_path / "run", progress=False)
+    path = tmp_path / "run/checkpoints/last.pt"
+    saved = torch.load(path, weights_only=False)
+    saved["config"]["model"]["hidden"] = 32
+    torch.save(saved, path)
+    with pytest.raises(TrainError, match="do not match its model config"):
+        load_run(tmp_path / "run")
+    path.write_bytes(b"garbage")
+    with pytest.raises(TrainError, match="not a causal-wm checkpoint"):
+        load_run(tmp_path / "run")
+
+
+def test_evaluate(tiny, tmp_path):
+    train(cfg(tiny, "cnn"), tmp_path / "run", progress=False)
+    result = evaluate(tmp_path / "run", str(tiny / "test.h5"), horizons=(1, 5))
+    assert set(result["hits_at_1"]) == {"1", "5"} and result["episodes"] == 8
+    assert all(0 <= v <= 1 for v in [*result["hits_at_1"].values(), *result["mrr"].values()])
+    assert -1 <= result["fg_ari"] <= 1 and result["probe_position_error_px"] >= 0
+    with pytest.raises(TrainError, match="shorter than the horizon 20"):
+        evaluate(tmp_path / "run", str(tiny / "test.h5"), horizons=(20,))
+    with pytest.raises(TrainError, match="state-only"):
+        evaluate(tmp_path / "run", str(tiny / "states.h5"), horizons=(1,))
+
+
+def test_cli_train_evaluate_smoke(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny / "train.h5"),
+                "--encoder",
+                "cnn",
+                "--out",
+                str(run),
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--rollout-steps",
+                "1",
+                "--slot-dim",
+                "4",
+                "--hidden",
+                "16",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert set(result["mrr"]) == {"1", "2"}
+    assert main(["evaluate", str(run), "--data", str(tiny / "test.h5")]) == 2  # eval.json exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert (
+        main(
+            ["train", "--data", str(tiny / "states.h5"), "--encoder", "slots", "--out", str(tmp_path / "x"), "--quiet"]
+        )
+        == 2
+    )

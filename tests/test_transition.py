@@ -1,0 +1,314 @@
+"""Tests for causal_wm.transition: shapes, equivariance, padding, action inputs, the exact rewrites, caching and a tiny
+learning check of the gates."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from causal_wm.transition import CompleteGraph, TransitionGNN, TransitionOutput, sparsity_penalty
+
+D, H, A_OBJ, A_NODE = 6, 16, 4, 3
+
+
+def make_model(seed=0, **kwargs) -> TransitionGNN:
+    """A small model; kwargs override the constructor defaults used here."""
+    torch.manual_seed(seed)
+    options = dict(slot_dim=D, hidden=H, obj_action_dim=A_OBJ, node_action_dim=A_NODE) | kwargs
+    return TransitionGNN(**options)
+
+
+def make_inputs(batch, num_slots, seed=1, dtype=torch.float32):
+    """Random z (B, K, D), one-hot object-factored actions (B, K, A_OBJ) and action-node features (B, A_NODE)."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, num_slots, D, generator=generator, dtype=dtype)
+    obj_action = torch.zeros(batch, num_slots, A_OBJ, dtype=dtype)
+    pushed = torch.randint(0, num_slots, (batch,), generator=generator)
+    obj_action[torch.arange(batch), pushed, torch.randint(0, A_OBJ, (batch,), generator=generator)] = 1.0
+    node_action = torch.randn(batch, A_NODE, generator=generator, dtype=dtype)
+    return z, obj_action, node_action
+
+
+def dense_reference(model: TransitionGNN, z, obj_action, node_action) -> TransitionOutput:
+    """One round written densely from the definitions, with the model's weights: m_ij = g_ij MLP_e([z_i, z_j])."""
+    weights = model.rounds[0]
+
+    def pair(layer, senders, receivers):  # first layer on [sender, receiver]: (B, S, K, H)
+        return torch.relu(senders[:, :, None] @ layer.sender.t() + receivers[:, None] @ layer.receiver.t() + layer.bias)
+
+    def action_pair(layer):  # (B, 1, K, H)
+        return torch.relu(
+            (node_action @ layer.action_sender.t())[:, None, None] + z[:, None] @ layer.receiver.t() + layer.bias
+        )
+
+    num_slots = z.size(1)
+    off_diagonal = 1.0 - torch.eye(num_slots, dtype=z.dtype)
+    gates = torch.sigmoid(weights.gate_out(pair(weights.gate_in, z, z))).squeeze(-1) * off_diagonal  # (B, K, K)
+    messages = gates[..., None] * weights.edge_out(weights.edge_hidden(pair(weights.edge_in, z, z)))  # (B, K, K, H)
+    action_gates = torch.sigmoid(weights.gate_out(action_pair(weights.gate_in))).squeeze(-1)[:, 0]  # (B, K)
+    action_messages = (
+        action_gates[..., None] * weights.edge_out(weights.edge_hidden(action_pair(weights.edge_in)))[:, 0]
+    )
+    incoming = messages.sum(dim=1) + action_messages  # (B, K, H): sum over senders i
+    delta = weights.node_mlp(torch.cat([z, obj_action, incoming], dim=-1))
+    return TransitionOutput(delta, gates, messages.norm(dim=-1), action_gates)
+
+
+def assert_outputs_close(actual: TransitionOutput, expected: TransitionOutput, atol):
+    for name in ("delta", "gates", "message_norms", "action_gates"):
+        torch.testing.assert_close(getattr(actual, name), getattr(expected, name), atol=atol, rtol=0, msg=name)
+
+
+def test_shapes_and_optional_action_node():
+    z, obj_action, node_action = make_inputs(3, 4)
+    out = make_model()(z, obj_action, node_action)
+    assert out.delta.shape == (3, 4, D)
+    assert out.gates.shape == out.message_norms.shape == (3, 4, 4)
+    assert out.action_gates.shape == (3, 4)
+    assert make_model(node_action_dim=0)(z, obj_action).action_gates is None
+    assert make_model(obj_action_dim=0, node_action_dim=0)(z).delta.shape == (3, 4, D)
+    assert repr(make_model(layers=2)) == (
+        "TransitionGNN(slot_dim=6, hidden=16, obj_action_dim=4, node_action_dim=3, gated=True, layers=2)"
+    )
+
+
+def test_matches_dense_definition():
+    """The decomposed first layer, the output layer moved behind the sum and PyG's edge direction are exact:
+    gates[b, i, j] is the gate of sender i -> receiver j."""
+    model = make_model().double()
+    z, obj_action, node_action = make_inputs(4, 5, dtype=torch.float64)
+    out = model(z, obj_action, node_action)
+    assert_outputs_close(out, dense_reference(model, z, obj_action, node_action), atol=1e-10)
+    assert not torch.allclose(out.gates, out.gates.transpose(1, 2))  # the check above would catch a transposition
+
+
+def test_rounds_compose():
+    """With layers=2 the second round sees z + Δ1, the deltas add up and gates and norms are averaged."""
+    model = make_model(layers=2)
+    first, second = make_model(), make_model()
+    first.rounds[0], second.rounds[0] = model.rounds
+    z, obj_action, node_action = make_inputs(3, 4)
+    slot_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 1], [0, 1, 1, 0]], dtype=torch.bool)
+    out = model(z, obj_action, node_action, slot_mask)
+    one = first(z, obj_action, node_action, slot_mask)
+    two = second(z + one.delta, obj_action, node_action, slot_mask)
+    expected = TransitionOutput(
+        one.delta + two.delta,
+        (one.gates + two.gates) / 2,
+        (one.message_norms + two.message_norms) / 2,
+        (one.action_gates + two.action_gates) / 2,
+    )
+    assert_outputs_close(out, expected, atol=1e-6)
+
+
+def test_gates_range_diagonal_and_padding():
+    z, obj_action, node_action = make_inputs(3, 5)
+    slot_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 1, 0, 1]], dtype=torch.bool)
+    out = make_model()(z, obj_action, node_action, slot_mask)
+    for gates in (out.gates, out.action_gates):
+        assert ((gates >= 0) & (gates <= 1)).all()
+    assert (out.gates.diagonal(dim1=1, dim2=2) == 0).all() and (out.message_norms.diagonal(dim1=1, dim2=2) == 0).all()
+    real_pair = slot_mask[:, :, None] & slot_mask[:, None, :]
+    for dense in (out.gates, out.message_norms):
+        assert (dense[~real_pair] == 0).all()
+        assert (dense[real_pair & ~torch.eye(5, dtype=torch.bool)] > 0).all()
+    assert (out.action_gates[~slot_mask] == 0).all() and (out.delta[~slot_mask] == 0).all()
+    assert (out.delta[slot_mask] != 0).all()
+
+
+@pytest.mark.parametrize("gated, layers", [(True, 1), (False, 1), (True, 2)])
+def test_mixed_object_counts_equal_samples_alone(gated, layers):
+    counts = [5, 3, 1, 4, 0]
+    z, obj_action, node_action = make_inputs(len(counts), 5)
+    slot_mask = torch.arange(5)[None, :] < torch.tensor(counts)[:, None]
+    z = z.masked_fill(~slot_mask[..., None], float("nan"))  # padding must never leak, not even NaN
+    model = make_model(gated=gated, layers=layers)
+    out = model(z, obj_action, node_action, slot_mask)
+    for b, n in enumerate(counts):
+        if n == 0:
+            assert (out.delta[b] == 0).all() and (out.gates[b] == 0).all() and (out.action_gates[b] == 0).all()
+            continue
+        alone = model(z[b : b + 1, :n], obj_action[b : b + 1, :n], node_action[b : b + 1])
+        torch.testing.assert_close(out.delta[b, :n], alone.delta[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.gates[b, :n, :n], alone.gates[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.message_norms[b, :n, :n], alone.message_norms[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.action_gates[b, :n], alone.action_gates[0], atol=1e-5, rtol=0)
+    loss = out.delta.square().sum() + sparsity_penalty(out, slot_mask) + out.message_norms.sum()
+    loss.backward()
+    assert all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())
+
+
+def check_equivariance(model: TransitionGNN, num_slots: int, seed: int):
+    """Permuting slots (with their actions and mask) permutes delta and the rows and columns of the gates."""
+    z, obj_action, node_action = make_inputs(3, num_slots, seed=seed, dtype=torch.float64)
+    slot_mask = torch.rand(3, num_slots, generator=torch.Generator().manual_seed(seed)) < 0.7
+    perm = torch.randperm(num_slots, generator=torch.Generator().manual_seed(seed + 1))
+    out = model(z, obj_action, node_action, slot_mask)
+    permuted = model(z[:, perm], obj_action[:, perm], node_action, slot_mask[:, perm])
+    expected = TransitionOutput(
+        out.delta[:, perm],
+        out.gates[:, perm][:, :, perm],
+        out.message_norms[:, perm][:, :, perm],
+        out.action_gates[:, perm],
+    )
+    assert_outputs_close(permuted, expected, atol=1e-10)
+
+
+def test_permutation_equivariance():
+    check_equivariance(make_model(layers=2).double(), num_slots=5, seed=0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(num_slots=st.integers(2, 7), seed=st.integers(0, 10_000))
+def test_permutation_equivariance_property(num_slots, seed):
+    check_equivariance(make_model().double(), num_slots, seed)
+
+
+def test_obj_action_changes_only_the_pushed_slot():
+    model = make_model(node_action_dim=0)
+    z, _, _ = make_inputs(2, 4)
+    still = torch.zeros(2, 4, A_OBJ)
+    push = still.clone()
+    push[:, 2, 1] = 1.0  # push object 2 in direction 1
+    change = (model(z, push).delta - model(z, still).delta).abs().amax(dim=-1)  # (B, K)
+    assert (change[:, 2] > 1e-4).all()
+    assert (change[:, [0, 1, 3]] == 0).all()  # one round: the action enters slot 2's node update only
+
+
+def test_action_node_gates():
+    model = make_model(obj_action_dim=0)
+    z, _, node_action = make_inputs(4, 5)
+    out = model(z, node_action=node_action)
+    assert out.action_gates.shape == (4, 5)
+    assert ((out.action_gates > 0) & (out.action_gates < 1)).all()
+    assert out.action_gates.std() > 0  # computed per slot from [action, z_k]
+    other = model(z, node_action=node_action + 1.0)
+    assert not torch.allclose(other.action_gates, out.action_gates) and not torch.allclose(other.delta, out.delta)
+    torch.testing.assert_close(other.gates, out.gates)  # slot-slot gates do not see the action
+    ungated = make_model(obj_action_dim=0, gated=False)(z, node_action=node_action)
+    assert (ungated.action_gates == 1).all()
+    assert (ungated.gates == 1 - torch.eye(5)).all()
+
+
+def test_determinism_under_seed():
+    z, obj_action, node_action = make_inputs(3, 4)
+    first = make_model(seed=5)(z, obj_action, node_action)
+    second = make_model(seed=5)(z, obj_action, node_action)
+    assert_outputs_close(second, first, atol=0)
+    assert not torch.equal(make_model(seed=6)(z, obj_action, node_action).delta, first.delta)
+
+
+def test_reset_parameters_reinitialises_all_weights():
+    model = make_model(seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(1)
+    model.reset_parameters()
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)]
+    ones_or_zeros = [torch.equal(b, torch.ones_like(b)) or torch.equal(b, torch.zeros_like(b)) for b in before]
+    assert all(c or constant for c, constant in zip(changed, ones_or_zeros, strict=True))  # LayerNorm: 1 and 0
+
+
+def test_gradients_reach_gate_parameters():
+    model = make_model()
+    z, obj_action, node_action = make_inputs(3, 4)
+    out = model(z, obj_action, node_action)
+    (out.delta.square().mean() + 0.1 * sparsity_penalty(out)).backward()
+    gate_params = [p for name, p in model.named_parameters() if ".gate_" in name]
+    assert len(gate_params) == 6  # sender, receiver, bias, action sender, output weight and bias
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gate_params)
+
+
+def test_sparsity_penalty_is_mean_gate_over_real_edges():
+    z, obj_action, node_action = make_inputs(2, 4)
+    slot_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    out = make_model()(z, obj_action, node_action, slot_mask)
+    real = [out.gates[0][~torch.eye(4, dtype=torch.bool)], out.gates[1, :2, :2][~torch.eye(2, dtype=torch.bool)]]
+    torch.testing.assert_close(sparsity_penalty(out, slot_mask), torch.cat(real).mean())
+    full = make_model()(z, obj_action, node_action)
+    torch.testing.assert_close(sparsity_penalty(full), full.gates.sum() / (2 * 4 * 3))
+
+
+def test_complete_graph_edges():
+    graph = CompleteGraph.build(2, 3, torch.device("cpu"))
+    edges = set(map(tuple, graph.edge_index.t().tolist()))
+    assert edges == {(b * 3 + i, b * 3 + j) for b in range(2) for i in range(3) for j in range(3) if i != j}
+    sender, receiver = graph.edge_index
+    torch.testing.assert_close(graph.dense_index, (sender // 3) * 9 + (sender % 3) * 3 + receiver % 3)
+    assert graph.action_edge_index.tolist() == [[6, 6, 6, 7, 7, 7], [0, 1, 2, 3, 4, 5]]
+
+
+def test_edge_index_cache_reused_and_rebuilt():
+    model = make_model()
+    z, obj_action, node_action = make_inputs(4, 5)
+    model(z, obj_action, node_action)
+    graph = model.complete_graph(4, 5, z.device)
+    model(z + 1, obj_action, node_action)
+    assert model.complete_graph(4, 5, z.device) is graph and len(model._graphs) == 1
+    model(z[:3], obj_action[:3], node_action[:3])
+    smaller = model.complete_graph(3, 5, z.device)
+    assert smaller is not graph and smaller.edge_index.size(1) == 3 * 5 * 4 and len(model._graphs) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, inputs, message",
+    [
+        (dict(), lambda z, a, n: (z[..., :-1], a, n), r"z must have shape \(B, K, slot_dim=6\)"),
+        (dict(), lambda z, a, n: (z[0], a, n), r"z must have shape"),
+        (dict(obj_action_dim=0), lambda z, a, n: (z, a, n), "obj_action was given but the model has obj_action_dim=0"),
+        (dict(), lambda z, a, n: (z, None, n), r"obj_action of shape \(2, 3, 4\) is required"),
+        (dict(), lambda z, a, n: (z, a[:, :2], n), r"obj_action must have shape"),
+        (dict(node_action_dim=0), lambda z, a, n: (z, a, n), "node_action was given but the model has node_action_dim"),
+        (dict(), lambda z, a, n: (z, a, None), r"node_action of shape \(2, 3\) is required"),
+        (dict(), lambda z, a, n: (z, a, n[:, :2]), r"node_action must have shape"),
+    ],
+)
+def test_bad_inputs_raise(kwargs, inputs, message):
+    z, obj_action, node_action = make_inputs(2, 3)
+    with pytest.raises(ValueError, match=message):
+        make_model(**kwargs)(*inputs(z, obj_action, node_action))
+
+
+def test_bad_mask_and_sizes_raise():
+    z, obj_action, node_action = make_inputs(2, 3)
+    with pytest.raises(ValueError, match="slot_mask must be a bool tensor"):
+        make_model()(z, obj_action, node_action, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="slot_mask must be a bool tensor"):
+        make_model()(z, obj_action, node_action, torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="layers must be >= 1"):
+        make_model(layers=0)
+
+
+def test_learns_the_only_interaction():
+    """Δz_1 = f(z_0), all else 0: with a small sparsity penalty the gate of 0 -> 1 stands out.
+
+    Slots carry a one-hot identity, without which no permutation-equivariant model could tell slot 0 from slot 2.
+    """
+    torch.manual_seed(0)
+    num_slots, features = 3, 2
+    identity = torch.eye(num_slots)
+
+    def batch(size):
+        x = torch.randn(size, num_slots, features)
+        z = torch.cat([x, identity.expand(size, num_slots, num_slots)], dim=-1)  # (B, K, F + K)
+        target = torch.zeros_like(z)
+        target[:, 1, :features] = torch.tanh(x[:, 0] @ torch.tensor([[1.0, -1.0], [1.0, 1.0]]))
+        return z, target
+
+    model = TransitionGNN(features + num_slots, hidden=32, obj_action_dim=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(200):
+        z, target = batch(64)
+        out = model(z)
+        loss = (out.delta - target).square().mean() + 0.01 * sparsity_penalty(out)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    z, target = batch(256)
+    with torch.no_grad():
+        out = model(z)
+    assert (out.delta - target).square().mean() < 0.01
+    gates = out.gates.mean(dim=0)  # (K, K)
+    other_edges = ~torch.eye(num_slots, dtype=torch.bool)
+    other_edges[0, 1] = False
+    others = gates[other_edges]
+    assert gates[0, 1] > 4 * others.mean() and gates[0, 1] > others.max()
