@@ -133,7 +133,8 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from causal_wm.data import validate
-    from causal_wm.train import TrainConfig, TrainError, train
+    from causal_wm.errors import TrainError
+    from causal_wm.train import TrainConfig, train
 
     fields = {
         "batch_size": args.batch_size,
@@ -280,15 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from causal_wm.data import DatasetError
-    from causal_wm.generate import GenerateError
-    from causal_wm.train import TrainError
+    from causal_wm.errors import CausalWMError
     from envs import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, ConfigError, DatasetError, GenerateError, TrainError, FileNotFoundError) as err:
+    except (CLIError, ConfigError, CausalWMError, FileNotFoundError) as err:
         print(f"causal-wm {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -26,6 +26,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from causal_wm.errors import CausalWMError
+
 SCHEMA_VERSION = 1
 
 # name -> (dtype kind, dims); dims are symbolic axis sizes shared across datasets ("T-1" = steps - 1).
@@ -50,7 +52,7 @@ _BLOCK_BYTES = 64 << 20  # memory bound for streamed reads (summary, fallback co
 _CHUNK_CACHE_BYTES = 16 << 20  # per-dataset HDF5 chunk cache for readers
 
 
-class DatasetError(ValueError):
+class DatasetError(CausalWMError):
     """A dataset file was refused; the message is one line naming the file and the offending key."""
 
 

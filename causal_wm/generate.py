@@ -23,9 +23,10 @@ import envs
 from causal_wm import __version__
 from causal_wm.config import GenerateConfig, to_dict
 from causal_wm.data import copy_episodes, create_layout, write_attrs
+from causal_wm.errors import CausalWMError
 
 
-class GenerateError(ValueError):
+class GenerateError(CausalWMError):
     """A generation request that cannot be carried out."""
 
 

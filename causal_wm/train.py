@@ -22,15 +22,12 @@ import torch
 
 from causal_wm.config import dump_yaml, to_dict
 from causal_wm.data import validate
+from causal_wm.errors import TrainError
 from causal_wm.losses import NEGATIVES, contrastive_loss
 from causal_wm.model import ENCODERS, WorldModel, config_from_dict
 from causal_wm.transition import sparsity_penalty
 
 CHECKPOINT = "checkpoints/last.pt"
-
-
-class TrainError(ValueError):
-    """A training request that cannot be carried out (bad data, config or run directory)."""
 
 
 @dataclass(frozen=True)
