@@ -118,8 +118,9 @@ def _add_train(sub) -> None:
     p.add_argument("--epochs", type=float, help="alternative to --steps: passes over all training windows")
     p.add_argument("--batch-size", type=int, help="windows per step")
     p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning-rate schedule")
     p.add_argument("--rollout-steps", type=int, help="H, steps of the multi-step loss")
-    p.add_argument("--negatives", choices=["batch", "episode"], help="where negative states come from")
+    p.add_argument("--negatives", choices=["batch", "episode", "both"], help="where negative states come from")
     p.add_argument("--sparsity", type=float, help="weight of the edge-gate sparsity penalty")
     p.add_argument("--num-slots", type=int, help="slots K (default: the dataset's maximum object count)")
     p.add_argument("--slot-dim", type=int, help="slot dimension D")
@@ -139,6 +140,7 @@ def cmd_train(args) -> int:
     fields = {
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
         "rollout_steps": args.rollout_steps,
         "negatives": args.negatives,
         "sparsity": args.sparsity,

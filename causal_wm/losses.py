@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-NEGATIVES = ("batch", "episode")
+NEGATIVES = ("batch", "episode", "both")
 
 
 def energy(a: Tensor, b: Tensor, sigma: float, slot_mask: Tensor | None = None) -> Tensor:
@@ -38,13 +38,21 @@ def contrastive_loss(
 
     ``pred`` (B, H, K, D) are the states predicted 1..H steps ahead; ``target`` (B, H+1, K, D) the encoded true
     states at 0..H. Negatives come from other samples of the batch at the same step (``"batch"``, C-SWM) or from
-    other steps of the same episode window (``"episode"``, Biza et al. 2021: harder, same scene). Returns the total
-    and its parts, each averaged over samples and steps."""
+    other steps of the same episode window (``"episode"``, Biza et al. 2021: harder, same scene), or the mean of
+    the two hinge terms (``"both"``: static per-episode features alone cannot separate the episode negatives).
+    Returns the total and its parts, each averaged over samples and steps."""
     if negatives not in NEGATIVES:
         raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
     b, h = pred.shape[:2]
     nxt = target[:, 1:]  # (B, H, K, D)
     pos = energy(pred, nxt, sigma, None if slot_mask is None else slot_mask[:, None]).mean()
+    if negatives == "both":
+        kw = dict(hinge=hinge, sigma=sigma, slot_mask=slot_mask, generator=generator)
+        neg = 0.5 * (
+            contrastive_loss(pred, target, negatives="batch", **kw)["negative"]
+            + contrastive_loss(pred, target, negatives="episode", **kw)["negative"]
+        )
+        return {"loss": pos + neg, "positive": pos, "negative": neg}
     if negatives == "batch":
         perm = torch.randperm(b, generator=generator, device=pred.device)
         neg_states = nxt[perm]  # (B, H, K, D)

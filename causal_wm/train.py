@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -45,7 +46,9 @@ class TrainConfig:
     batch_size: int = 64
     """Windows per step."""
     lr: float = 1e-3
-    """Adam learning rate."""
+    """Adam learning rate (peak)."""
+    lr_schedule: str = "cosine"
+    """constant, or cosine: linear warm-up over the first 2% of steps, then cosine decay to 0."""
     rollout_steps: int = 5
     """H: the transition is unrolled H steps and every step is scored against the encoded true state."""
     hinge: float = 1.0
@@ -70,6 +73,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.encoder not in ENCODERS:
             raise TrainError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise TrainError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.negatives not in NEGATIVES:
             raise TrainError(f"--negatives must be one of {', '.join(NEGATIVES)}")
         if min(self.steps, self.batch_size, self.rollout_steps, self.log_every, self.checkpoint_every) < 1:
@@ -191,6 +196,18 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     return parts
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of optimisation step ``step`` (0-based); a pure function of the step, so resuming needs
+    no scheduler state."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    warmup = max(1, cfg.steps // 50)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, cfg.steps - warmup)
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -291,6 +308,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
                         f"loss became {parts['loss'].item()} at step {step + 1}; stopped. The last good checkpoint "
                         f"is {ckpt_path} (try a lower --lr)"
                     )
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(cfg, step)
                 opt.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 opt.step()
