@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -238,33 +239,71 @@ def _add_quickstart(sub) -> None:
     p = sub.add_parser(
         "quickstart",
         help="the main job at small scale on CPU",
-        description="Generate a small springs dataset and print its summary. "
-        "Example: causal-wm quickstart --out quickstart",
+        description="Generate small springs datasets, train a world model from pixels, evaluate it and print a "
+        "summary (about 3 minutes on 2 cores). Example: causal-wm quickstart --out quickstart",
     )
     p.add_argument(
         "--out",
         type=Path,
         default=Path("quickstart"),
-        help="directory for the quickstart's own outputs (default ./quickstart); its files are replaced",
+        help="directory for the quickstart's own outputs (default ./quickstart); its files are replaced on each run",
     )
-    p.add_argument("--episodes", type=int, default=200, help="episodes (default 200)")
+    p.add_argument("--episodes", type=int, default=300, help="training episodes (default 300)")
+    p.add_argument("--steps", type=int, default=500, help="training steps (default 500)")
+    p.add_argument("--encoder", default="cnn", choices=["cnn", "slots", "state"], help="slot encoder (default cnn)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
 
 
 def cmd_quickstart(args) -> int:
+    import shutil
+
     from causal_wm.config import GenerateConfig
     from causal_wm.data import format_summary, open_dataset
     from causal_wm.generate import generate
 
+    if args.episodes < 4 or args.steps < 1:
+        raise CLIError("--episodes must be at least 4 and --steps positive")
     t0 = time.perf_counter()
-    data = args.out / "data" / "springs.h5"
-    cfg = GenerateConfig(scene="springs", episodes=args.episodes, steps=50, num_objects="3-5", seed=args.seed)
-    print(f"[1/1] generating {cfg.episodes} springs episodes -> {data}")
-    generate(cfg, data, workers=os.cpu_count() or 1, overwrite=True)
-    with open_dataset(data) as ds:
+    workers = os.cpu_count() or 1
+    train_h5, test_h5, run = args.out / "data" / "train.h5", args.out / "data" / "test.h5", args.out / "run"
+    common = dict(scene="springs", steps=30, num_objects="3-5")
+    print(f"[1/4] generating {args.episodes} + {max(4, args.episodes // 3)} springs episodes -> {args.out}/data")
+    generate(
+        GenerateConfig(episodes=args.episodes, seed=args.seed, **common),
+        train_h5,
+        workers=workers,
+        overwrite=True,
+        progress=False,
+    )
+    generate(
+        GenerateConfig(episodes=max(4, args.episodes // 3), seed=args.seed + 10_000, **common),
+        test_h5,
+        workers=workers,
+        overwrite=True,
+        progress=False,
+    )
+    with open_dataset(train_h5) as ds:
         print(format_summary(ds.summary()))
-    print(f"quickstart finished in {time.perf_counter() - t0:.1f} s; outputs in {args.out}/")
+
+    from causal_wm.evaluate import evaluate, write_eval
+    from causal_wm.train import TrainConfig, train
+
+    print(f"[2/4] training the {args.encoder} world model for {args.steps} steps -> {run}")
+    shutil.rmtree(run, ignore_errors=True)
+    cfg = TrainConfig(data=str(train_h5), encoder=args.encoder, seed=args.seed, steps=args.steps)
+    train(cfg, run, progress=True)
+    print(f"[3/4] evaluating on held-out episodes -> {run}/eval.json")
+    result = evaluate(run, str(test_h5))
+    write_eval(run, result)
+    print("[4/4] summary")
+    print(f"  {'horizon':>8} {'Hits@1':>8} {'MRR':>8}")
+    for h, hits in result["hits_at_1"].items():
+        print(f"  {h + ' steps':>8} {hits:>8.3f} {result['mrr'][h]:>8.3f}")
+    for key in ("fg_ari", "probe_position_error_px"):
+        if key in result:
+            print(f"  {key}: {result[key]:.3f}")
+    print(f"quickstart finished in {time.perf_counter() - t0:.0f} s; outputs in {args.out}/")
     return 0
 
 
@@ -287,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     from envs import ConfigError
 
     args = build_parser().parse_args(argv)
+    # Ctrl-C and `kill` stop cleanly: temporary files are removed, earlier results are kept.
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return args.func(args)
     except (CLIError, ConfigError, CausalWMError, FileNotFoundError) as err:
@@ -295,6 +336,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"causal-wm {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _terminate(signum, frame):
+    from causal_wm.errors import STOP
+
+    STOP.set()
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import envs
 from causal_wm import __version__
 from causal_wm.config import GenerateConfig, to_dict
 from causal_wm.data import copy_episodes, create_layout, write_attrs
-from causal_wm.errors import CausalWMError
+from causal_wm.errors import CausalWMError, check_stop
 
 
 class GenerateError(CausalWMError):
@@ -132,6 +132,7 @@ def write_shard(args: tuple[GenerateConfig, int, int, str]) -> tuple[str, int, S
     with h5py.File(path, "w") as f:
         create_layout(f, **_layout_kwargs(cfg, scene, stop - start))
         for k, e in enumerate(range(start, stop)):
+            check_stop()
             arrays, s = simulate_episode(scene, cfg, e)
             stats.add(s)
             for key, value in arrays.items():
@@ -197,6 +198,7 @@ def generate(
             create_layout(f, **_layout_kwargs(cfg, scene, cfg.episodes))
             results = pool.imap(write_shard, jobs) if pool else map(write_shard, jobs)
             for (_, start, _, _), (path, count, s) in zip(jobs, results, strict=True):
+                check_stop()
                 with h5py.File(path, "r") as shard:
                     copy_episodes(shard, f, start)
                 os.remove(path)

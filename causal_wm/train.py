@@ -23,7 +23,7 @@ import torch
 
 from causal_wm.config import dump_yaml, to_dict
 from causal_wm.data import validate
-from causal_wm.errors import TrainError
+from causal_wm.errors import TrainError, check_stop
 from causal_wm.losses import NEGATIVES, contrastive_loss
 from causal_wm.model import ENCODERS, WorldModel, config_from_dict
 from causal_wm.transition import sparsity_penalty
@@ -299,6 +299,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
             tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.encoder}") as bar,
         ):
             while step < cfg.steps:
+                check_stop()
                 e = rng.integers(0, data.num_episodes, cfg.batch_size)
                 s = rng.integers(0, max_start + 1, cfg.batch_size)
                 batch = data.window(e, s, length, history)

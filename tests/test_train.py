@@ -130,11 +130,10 @@ def test_resume_reaches_the_same_final_state(tiny, tmp_path, monkeypatch):
     b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=False)
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
+
     def strip(p):
-        return [
-            {k: v for k, v in json.loads(x).items() if k != "windows_per_s"}
-            for x in p.read_text().splitlines()
-        ]
+        return [{k: v for k, v in json.loads(x).items() if k != "windows_per_s"} for x in p.read_text().splitlines()]
+
     assert strip(tmp_path / "a/metrics.jsonl") == strip(tmp_path / "b/metrics.jsonl")
 
 
@@ -243,3 +242,14 @@ def test_cli_train_evaluate_smoke(tiny, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_quickstart_smoke(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "[4/4] summary" in text and "Hits@1" in text
+    result = json.loads((out / "run" / "eval.json").read_text())
+    assert set(result["hits_at_1"]) == {"1", "5", "10"}
+    assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0  # reruns replace its files
+    assert main(["quickstart", "--episodes", "0"]) == 2
