@@ -253,3 +253,14 @@ def test_quickstart_smoke(tmp_path, capsys):
     assert set(result["hits_at_1"]) == {"1", "5", "10"}
     assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0  # reruns replace its files
     assert main(["quickstart", "--episodes", "0"]) == 2
+
+
+def test_package_exports_are_lazy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, causal_wm; assert 'torch' not in sys.modules; "
+        "from causal_wm import WorldModel, load_run, metrics; assert callable(load_run) and metrics.hits_at_k"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
