@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from hardware import describe
 
 _RUNNER = """
 import json, resource, sys, time
@@ -90,25 +89,13 @@ def same_bytes(a: Path, b: Path) -> bool:
     return True
 
 
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     small, large, steps = (40, 120, 20) if args.smoke else (500, 5000, 50)
-    print(f"hardware: {hardware()}")
+    print(f"hardware: {describe()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -139,7 +126,7 @@ def main() -> None:
         args.out.write_text(
             json.dumps(
                 {
-                    "hardware": hardware(),
+                    "hardware": describe(),
                     "rows": rows,
                     "identical_1_vs_2_workers": identical,
                     "rss_growth_mb": growth,

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from hardware import describe
 from torch import Tensor, nn
 
 from causal_wm.transition import TransitionGNN, sparsity_penalty
@@ -30,18 +29,7 @@ from causal_wm.transition import TransitionGNN, sparsity_penalty
 
 def hardware() -> str:
     """CPU model, cores, torch threads and versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"Python {platform.python_version()}"
-    )
+    return f"{describe()}, torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
 def cswm_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
