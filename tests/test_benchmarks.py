@@ -1,4 +1,4 @@
-"""Every benchmark script runs end to end in its --smoke mode and prints the hardware next to its figures."""
+"""Every benchmark and analysis script runs end to end in its --smoke mode."""
 
 import subprocess
 import sys
@@ -6,18 +6,23 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "analysis" / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["generate_throughput.py", "transition_step.py"])
-def test_benchmark_smoke(script, tmp_path):
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--smoke", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+@pytest.mark.parametrize(
+    "script, expect",
+    [
+        ("analysis/benchmarks/generate_throughput.py", "cores"),
+        ("analysis/benchmarks/transition_step.py", "cores"),
+        ("analysis/summarize_runs.py", "0.600 ± 0.141"),
+    ],
+)
+def test_script_smoke(script, expect, tmp_path):
+    cmd = [sys.executable, str(ROOT / script), "--smoke"]
+    if "benchmarks" in script:
+        cmd += ["--out", str(tmp_path / "result.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "cores" in proc.stdout and out.exists()
+    assert expect in proc.stdout
+    if "benchmarks" in script:
+        assert (tmp_path / "result.json").exists()
