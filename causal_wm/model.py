@@ -78,23 +78,17 @@ class WorldModel(nn.Module):
         super().__init__()
         self.config = c = config
         self.arena_size = 1.0  # normalises push locations; set from the dataset (saved in checkpoints)
+        image = dict(
+            in_channels=3 * c.history,
+            num_slots=c.num_slots,
+            slot_dim=c.slot_dim,
+            hidden=c.encoder_hidden,
+            image_size=c.image_size,
+        )
         if c.encoder == "cnn":
-            self.encoder = ObjectExtractorCNN(
-                in_channels=3 * c.history,
-                num_slots=c.num_slots,
-                slot_dim=c.slot_dim,
-                hidden=c.encoder_hidden,
-                image_size=c.image_size,
-            )
+            self.encoder = ObjectExtractorCNN(**image)
         elif c.encoder == "slots":
-            self.encoder = SlotAttentionEncoder(
-                in_channels=3 * c.history,
-                num_slots=c.num_slots,
-                slot_dim=c.slot_dim,
-                hidden=c.encoder_hidden,
-                iters=c.slot_iters,
-                image_size=c.image_size,
-            )
+            self.encoder = SlotAttentionEncoder(**image, iters=c.slot_iters)
         else:
             self.encoder = StateEncoder(
                 c.num_features,

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.scene import STATE_FEATURES, Scene, World
+from envs.scene import STATE_FEATURES, EpisodeSpec, Scene, World
 
 
 class CausalSceneEnv(gym.Env):
@@ -45,22 +45,24 @@ class CausalSceneEnv(gym.Env):
         else:
             bound = np.float32(1e6)  # finite, far beyond any arena coordinate or speed
             self.observation_space = spaces.Box(-bound, bound, (cfg.max_objects, len(STATE_FEATURES)), dtype=np.float32)
+        self.episode_spec: EpisodeSpec | None = None  # initial conditions (gymnasium owns `spec`)
         self.world: World | None = None
         self._t = 0
 
-    def _frame(self) -> tuple[np.ndarray, np.ndarray]:
+    def _frame(self, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frame and mask of the world whose (N, F) ``state`` was just read."""
         from envs.render import render_frame
 
         w, cfg = self.world, self.scene.config
         draw = cfg.draw_springs and len(w.springs) > 0
         return render_frame(
-            w.positions(),
+            state[:, :2],
             w.size,
             self.scene.colours(w.type, w.charge),
             arena_size=cfg.arena_size,
             image_size=cfg.image_size,
             shapes=w.shape_kind,
-            angles=w.state()[:, 4],
+            angles=state[:, 4],
             present=w.present,
             springs=np.array(list(w.springs), dtype=np.int64).reshape(-1, 2) if draw else None,
         )
@@ -69,7 +71,7 @@ class CausalSceneEnv(gym.Env):
         state = np.zeros((self.scene.config.max_objects, len(STATE_FEATURES)), dtype=np.float32)
         s = self.world.state()
         state[: len(s)] = s
-        frame, mask = self._frame()
+        frame, mask = self._frame(s)
         info = {
             "num_objects": int(self.world.present.sum()),
             "adjacency": self.world.adjacency(),
@@ -82,7 +84,8 @@ class CausalSceneEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         num_objects = (options or {}).get("num_objects")
-        self.world = self.scene.world(self.scene.sample_spec(self.np_random, num_objects))
+        self.episode_spec = self.scene.sample_spec(self.np_random, num_objects)
+        self.world = self.scene.world(self.episode_spec)
         self._t = 0
         return self._observe()
 
@@ -99,4 +102,4 @@ class CausalSceneEnv(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array" or self.world is None:
             return None
-        return self._frame()[0]
+        return self._frame(self.world.state())[0]

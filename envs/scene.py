@@ -637,8 +637,10 @@ class Scene:
             spring_sets.append(tuple(world.springs))
         all_springs = sorted(set().union(*spring_sets)) if spring_sets else []
         springs = np.array(all_springs, dtype=np.int64).reshape(-1, 2)
-        spring_present = np.array([[s in set(ss) for s in all_springs] for ss in spring_sets], dtype=bool)
-        spring_present = spring_present.reshape(steps, len(all_springs))
+        column = {pair: k for k, pair in enumerate(all_springs)}
+        spring_present = np.zeros((steps, len(all_springs)), dtype=bool)
+        for t, pairs in enumerate(spring_sets):
+            spring_present[t, [column[p] for p in pairs]] = True
         states = world.assemble_states(raw, present, mass)
         out = Rollout(
             states,
