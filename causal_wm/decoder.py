@@ -89,3 +89,25 @@ class SpatialBroadcastDecoder(nn.Module):
         masks = alpha.softmax(dim=1)  # (B, K, H, W)
         recon = (masks.unsqueeze(2) * rgb).sum(dim=1)  # (B, C, H, W)
         return DecoderOutput(recon=recon, masks=masks, rgb=rgb)
+
+
+class StateDecoder(nn.Module):
+    """Per-slot MLP from a slot (D) back to its object's dynamic state: normalised (x, y, vx, vy).
+
+    The state-encoder counterpart of the image decoder: a reconstruction target that makes slots carry positions and
+    velocities, and, applied to imagined slots, makes the transition predict physics rather than only episode identity.
+    Weights are shared over slots, so it works for any slot count."""
+
+    def __init__(self, slot_dim: int, hidden: int = 64, num_outputs: int = 4):
+        super().__init__()
+        self.num_outputs = num_outputs
+        # Robust scale of one step's change of each output (data units), set from the training data: the loss on
+        # predicted changes divides by it, so that small accelerations (the interactions) are not drowned out.
+        self.register_buffer("delta_scale", torch.ones(num_outputs))
+        self.mlp = nn.Sequential(
+            nn.Linear(slot_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs)
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        """z (..., K, D) -> (..., K, num_outputs) normalised states."""
+        return self.mlp(z)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from causal_wm.decoder import SpatialBroadcastDecoder
+from causal_wm.decoder import SpatialBroadcastDecoder, StateDecoder
 from causal_wm.encoders import EncoderOutput, ObjectExtractorCNN, SlotAttentionEncoder, StateEncoder
 from causal_wm.transition import TransitionGNN, TransitionOutput
 
@@ -52,7 +52,9 @@ class ModelConfig:
     object_actions: bool | None = None
     """C-SWM object-factored actions (slot k = object k); default: for the cnn and state encoders."""
     decoder: bool = False
-    """Add a spatial-broadcast decoder (reconstruction loss, decoded rollouts)."""
+    """Add a decoder and its reconstruction loss: a spatial-broadcast decoder of frames for the image encoders (decoded
+    rollouts), a per-slot state decoder of normalised (x, y, vx, vy) for the state encoder (applied to the encoded and
+    to the imagined slots, so the transition must predict the objects' motion)."""
     slot_iters: int = 3
     """Slot Attention iterations."""
 
@@ -104,9 +106,13 @@ class WorldModel(nn.Module):
             node_action_dim=NODE_ACTION_DIM if c.action_node else 0,
             gated=c.gated,
         )
-        self.decoder = (
-            SpatialBroadcastDecoder(c.slot_dim, image_size=c.image_size, hidden=c.encoder_hidden) if c.decoder else None
-        )
+        self.decoder: nn.Module | None = None
+        if c.decoder and c.uses_images:
+            self.decoder = SpatialBroadcastDecoder(c.slot_dim, image_size=c.image_size, hidden=c.encoder_hidden)
+        elif c.decoder:
+            self.decoder = StateDecoder(
+                c.slot_dim, hidden=max(c.encoder_hidden, 64), num_outputs=min(4, c.num_features)
+            )
 
     # -- inputs --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -179,16 +185,26 @@ class WorldModel(nn.Module):
             zs.append(zs[-1] + out.delta)
             gates.append(out.gates)
         result = {"z": torch.stack(zs, 1), "gates": torch.stack(gates, 1) if gates else z.new_zeros(0)}
-        if decode and self.decoder is not None:
+        if decode and self.decoder is not None and not self.config.uses_images:
+            result["states"] = self.decode_states(result["z"])
+        elif decode and self.decoder is not None:
             flat = result["z"].flatten(0, 1)
             mask = None if slot_mask is None else slot_mask.repeat_interleave(len(zs), 0)
             result["frames"] = self.decoder(flat, slot_mask=mask).recon.unflatten(0, (z.shape[0], len(zs)))
         return result
 
     def decode(self, z: Tensor, slot_mask: Tensor | None = None):
-        if self.decoder is None:
-            raise ValueError("this model has no decoder (train with --decoder)")
+        """Frames of slots (B, K, D) as a `DecoderOutput` (image encoders with a decoder)."""
+        if self.decoder is None or not self.config.uses_images:
+            raise ValueError("this model has no frame decoder (train an image encoder with --decoder)")
         return self.decoder(z, slot_mask=slot_mask)
+
+    def decode_states(self, z: Tensor) -> Tensor:
+        """Object states (..., K, 4): x, y, vx, vy in data units, of slots (..., K, D) (state encoder + decoder)."""
+        if self.decoder is None or self.config.uses_images:
+            raise ValueError("this model has no state decoder (train --encoder state with --decoder)")
+        n = self.decoder.num_outputs
+        return self.decoder(z) * self.encoder.std[:n] + self.encoder.mean[:n]
 
 
 def config_from_dict(values: dict) -> ModelConfig:

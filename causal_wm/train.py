@@ -20,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from causal_wm.config import dump_yaml, to_dict
 from causal_wm.data import validate
@@ -91,12 +92,18 @@ class EpisodeArrays:
         self.info = info
         if images and not info.has_images:
             raise TrainError(f"{path} has no images ('obs'): it is a state-only file; use --encoder state")
-        if "actions" not in info.optional_keys:
-            raise TrainError(f"{path} has no 'actions'; the world model needs a_t")
         sel = episodes or slice(None)
         with h5py.File(path, "r") as f:
             self.states = f["states"][sel]  # (E, T, N, F) float32
-            self.actions = f["actions"][sel].astype(np.int64)  # (E, T-1)
+            # A state-only file from another simulator may have no actions: every step is then a no-op.
+            self.has_actions = "actions" in f
+            if self.has_actions and f["actions"].ndim != 2:
+                raise TrainError(f"{path}: 'actions' must be (E, T-1) integer actions, got shape {f['actions'].shape}")
+            self.actions = (
+                f["actions"][sel].astype(np.int64)
+                if self.has_actions
+                else np.zeros(self.states.shape[:2], np.int64)[:, :-1]
+            )  # (E, T-1)
             self.num_objects = f["num_objects"][sel].astype(np.int64)  # (E,)
             self.obs = f["obs"][sel] if images else None  # (E, T, H, W, 3) uint8
             self.masks = f["masks"][sel] if images and "masks" in f else None
@@ -115,6 +122,15 @@ class EpisodeArrays:
         values = self.states[np.broadcast_to(real[:, None], self.states.shape[:3])]  # (M, F)
         mean, std = values.mean(0), values.std(0)
         return torch.from_numpy(mean), torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32))
+
+    def delta_scale(self, n: int) -> torch.Tensor:
+        """(n,) robust scale (1.4826 MAD) of the one-step change of the first ``n`` state features."""
+        real = np.arange(self.states.shape[2])[None, :] < self.num_objects[:, None]  # (E, N)
+        diff = np.diff(self.states[..., :n], axis=1)[
+            np.broadcast_to(real[:, None], (len(real), self.steps - 1, len(real[0])))
+        ]
+        mad = 1.4826 * np.median(np.abs(diff - np.median(diff, 0)), 0)
+        return torch.from_numpy(np.where(mad > 1e-8, mad, 1.0).astype(np.float32))
 
     def window(self, e: np.ndarray, s: np.ndarray, length: int, history: int) -> dict[str, torch.Tensor]:
         """Windows of ``length`` observations starting at observation time ``s + history - 1``."""
@@ -187,7 +203,23 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     if cfg.sparsity > 0:
         parts["sparsity"] = torch.stack([sparsity_penalty(o, mask) for o in gates]).mean()
         loss = loss + cfg.sparsity * parts["sparsity"]
-    if model.decoder is not None:
+    if model.decoder is not None and not c.uses_images:
+        n = model.decoder.num_outputs
+        norm = (batch["states"][..., :n] - model.encoder.mean[:n]) / model.encoder.std[:n]  # (B, L, N, n)
+        both = torch.cat([z, torch.stack(preds, 1)], 1)  # encoded (L) and imagined (H) slots
+        err = (model.decoder(both) - torch.cat([norm, norm[:, 1:]], 1)).pow(2).mean(-1)  # (B, L+H, K)
+        real = mask[:, None].float() if mask is not None else torch.ones_like(err)
+        parts["recon"] = (err * real).sum() / real.expand_as(err).sum().clamp(min=1)
+        # The predicted one-step changes against the true ones, in robust units of a step's change (Huber, so that
+        # collisions do not dominate): the part of the dynamics that carries the interactions.
+        scale = model.decoder.delta_scale / model.encoder.std[:n]  # change scale in normalised units
+        decoded = model.decoder(torch.stack(preds, 1))  # (B, H, K, n)
+        previous = torch.cat([model.decoder(z[:, :1]), decoded[:, :-1]], 1)
+        dyn = F.smooth_l1_loss((decoded - previous) / scale, (norm[:, 1:] - norm[:, :-1]) / scale, reduction="none")
+        real_h = mask[:, None, :, None].float() if mask is not None else torch.ones_like(dyn)
+        parts["dynamics"] = (dyn * real_h).sum() / real_h.expand_as(dyn).sum().clamp(min=1)
+        loss = loss + cfg.recon_weight * (parts["recon"] + parts["dynamics"])
+    elif model.decoder is not None:
         target = batch["frames"][:, c.history - 1 : c.history - 1 + length].float().div(255).permute(0, 1, 4, 2, 3)
         recon = model.decode(z.flatten(0, 1)).recon.unflatten(0, z.shape[:2])  # (B, L, 3, H, W)
         parts["recon"] = (recon - target).pow(2).mean()
@@ -241,6 +273,8 @@ def build_model(cfg: TrainConfig, data: EpisodeArrays) -> WorldModel:
     mean, std = data.feature_stats()
     model = WorldModel(mcfg, feature_mean=mean, feature_std=std)
     model.arena_size = data.arena
+    if model.decoder is not None and not mcfg.uses_images:
+        model.decoder.delta_scale.copy_(data.delta_scale(model.decoder.num_outputs))
     return model
 
 
@@ -340,6 +374,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
                             "train_config": to_dict(cfg),
                             "rng": _rng_state(rng, gen),
                             "arena_size": data.arena,
+                            "scene": data.info.scene,
+                            "state_features": data.info.state_features,
                         },
                         ckpt_path,
                     )
@@ -375,6 +411,8 @@ def load_run(path: str | os.PathLike, map_location: str | torch.device = "cpu") 
         first = str(err).strip().splitlines()[0]
         raise TrainError(f"{ckpt}: the weights do not match its model config ({first})") from None
     model.arena_size = saved.get("arena_size", 1.0)
+    model.scene = saved.get("scene")
+    model.state_features = saved.get("state_features")
     model.train_config = saved["train_config"]
     model.eval()
     return model

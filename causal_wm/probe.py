@@ -1,0 +1,587 @@
+"""Causal probing: read the interaction graph a trained world model holds and score it against the simulator's.
+
+Four readings of "slot i acts on slot j", each a score per directed pair, averaged over the probed time steps of an
+episode (higher = more likely an edge):
+
+- ``gates``: the transition's learned edge gate g_ij in [0, 1] (what the model was built to expose);
+- ``message_norms``: the norm of the gated message ||g_ij m_ij|| that slot j receives from slot i;
+- ``jacobian``: the sensitivity ||d delta z_j / d z_i||_F of the predicted change of slot j to the slot i;
+- ``latent_intervention``: perturb slot i by +/- one standard deviation of the slots along fixed random sign
+  patterns, imagine ``horizon`` steps with the episode's actions, and measure the mean change of slot j. It sees
+  indirect (multi-hop) effects as the horizon grows, so it scores influence rather than only direct edges.
+
+Pixel encoders order their slots arbitrarily, so slots are matched to simulator objects per episode before scoring:
+
+- ``identity``: slot k is object k (the state encoder, which reads objects in the file's order);
+- ``masks``: Hungarian assignment on the soft IoU between the encoder's slot masks and the simulator's object masks,
+  summed over the probed frames; the matched IoU is the matching's confidence;
+- ``trajectory``: Hungarian assignment on the R^2 of a per-episode ridge regression from a slot's latent trajectory to
+  an object's positions; for encoders without masks. The matched R^2 is the confidence.
+
+A matched pair whose confidence is below ``min_match`` is left out: that object and all its pairs are dropped from
+the scores of that episode (never counted as a non-edge), and probe.json says how many objects were dropped.
+Thresholded metrics (SHD, precision, recall) use a threshold chosen on training episodes, never on the test set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from causal_wm import metrics
+from causal_wm.errors import CausalWMError
+from causal_wm.model import NUM_DIRECTIONS
+from causal_wm.train import EpisodeArrays, load_run, slot_mask_for
+
+METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
+MATCHINGS = ("auto", "identity", "masks", "trajectory")
+
+
+class ProbeError(CausalWMError):
+    """A probe request that cannot be carried out (mismatched run and data, missing ground truth, ...)."""
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How ``causal-wm probe`` reads learned edges."""
+
+    methods: tuple[str, ...] = METHODS
+    """Extraction methods to run (see the module docstring)."""
+    time_stride: int = 5
+    """Probe every ``time_stride``-th step of each episode."""
+    horizon: int = 3
+    """Imagined steps of the latent interventions."""
+    perturb_scale: float = 1.0
+    """Size of a latent intervention, in per-dimension standard deviations of the slots."""
+    matching: str = "auto"
+    """Slot <-> object matching: auto (identity for state, masks when available, else trajectory), identity, masks,
+    or trajectory."""
+    min_match: float = 0.05
+    """Matches whose confidence (IoU or R^2) is below this are dropped from scoring."""
+    influence_threshold: float = 1.0
+    """``influence`` (arena units of displacement) at or above which a pair counts as a true influence edge."""
+    threshold_episodes: int = 200
+    """Training episodes on which the decision threshold of each method is chosen."""
+    batch: int = 128
+    """Episodes per forward batch."""
+    seed: int = 0
+    """Seed of the latent-intervention directions."""
+
+    def __post_init__(self):
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown or not self.methods:
+            raise ProbeError(f"unknown probe method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if self.matching not in MATCHINGS:
+            raise ProbeError(f"matching must be one of {', '.join(MATCHINGS)}, got {self.matching!r}")
+        if min(self.time_stride, self.horizon, self.batch, self.threshold_episodes) < 1 or self.perturb_scale <= 0:
+            raise ProbeError("time_stride, horizon, batch and threshold_episodes must be >= 1, perturb_scale > 0")
+
+
+# ------------------------------------------------------------------------------------------------- slot scores
+
+
+def _jacobian_norms(model, z: torch.Tensor, actions, positions, mask) -> torch.Tensor:
+    """(B, K, K) ||d delta_j / d z_i||_F at [b, i, j], one backward pass per output coordinate of a slot."""
+    b, k, d = z.shape
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        delta = model.transition(z, actions, positions, mask).delta  # (B, K, D)
+        sq = z.new_zeros(b, k, k)  # [b, i, j]
+        for j in range(k):
+            for c in range(d):
+                (grad,) = torch.autograd.grad(delta[:, j, c].sum(), z, retain_graph=True)  # (B, K, D) = d/dz_i
+                sq[:, :, j] += grad.pow(2).sum(-1)
+    out = sq.sqrt()
+    out.diagonal(dim1=1, dim2=2).zero_()
+    return out.detach()
+
+
+@torch.no_grad()
+def _latent_interventions(model, z, actions, positions, mask, scale: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """(B, K, K) mean ||z'_j - z_j|| over the imagined steps after perturbing slot i, at [b, i, j].
+
+    ``actions`` (B, H), ``positions`` (B, H, N, 2) or None, ``scale`` (D,), ``signs`` (P, D) perturbation patterns."""
+    b, k, d = z.shape
+    reps = 1 + signs.shape[0] * k
+    # One batch holds the factual rollout and every (pattern, slot) perturbation of every sample.
+    zz = z[None].repeat(reps, 1, 1, 1)  # (R, B, K, D)
+    r = 1
+    for p in range(signs.shape[0]):
+        for i in range(k):
+            zz[r, :, i] += signs[p] * scale
+            r += 1
+    flat = lambda x: None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)  # noqa: E731
+    roll = model.imagine(zz.flatten(0, 1), flat(actions), flat(positions), flat(mask), decode=False)["z"]
+    roll = roll.unflatten(0, (reps, b))[:, :, 1:]  # (R, B, H, K, D) imagined steps only
+    change = (roll[1:] - roll[:1]).norm(dim=-1).mean(2)  # (P*K, B, K_j)
+    change = change.unflatten(0, (signs.shape[0], k)).mean(0)  # (K_i, B, K_j)
+    out = change.permute(1, 0, 2).contiguous()  # (B, K_i, K_j)
+    out.diagonal(dim1=1, dim2=2).zero_()
+    return out
+
+
+def slot_scores(
+    model,
+    z: torch.Tensor,
+    actions: torch.Tensor,
+    positions: torch.Tensor | None,
+    slot_mask: torch.Tensor | None,
+    methods=METHODS,
+    *,
+    scale: torch.Tensor | None = None,
+    signs: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Edge scores (B, K, K), [b, i, j] for i -> j, of each method at one time step.
+
+    ``z`` (B, K, D) slots, ``actions`` (B, H) int actions from this step on (H >= 1; only the first is used except by
+    the latent interventions), ``positions`` (B, H, N, 2) normalised object positions (action node) or None,
+    ``slot_mask`` (B, K) or None. ``scale`` (D,) and ``signs`` (P, D) set the latent interventions (default: unit
+    scale, patterns +1 and -1)."""
+    out: dict[str, torch.Tensor] = {}
+    pos0 = None if positions is None else positions[:, 0]
+    if "gates" in methods or "message_norms" in methods:
+        with torch.no_grad():
+            tr = model.transition(z, actions[:, 0], pos0, slot_mask)
+        if "gates" in methods:
+            out["gates"] = tr.gates
+        if "message_norms" in methods:
+            out["message_norms"] = tr.message_norms
+    if "jacobian" in methods:
+        out["jacobian"] = _jacobian_norms(model, z, actions[:, 0], pos0, slot_mask)
+    if "latent_intervention" in methods:
+        d = z.shape[-1]
+        scale = z.new_ones(d) if scale is None else scale
+        signs = torch.stack([z.new_ones(d), -z.new_ones(d)]) if signs is None else signs
+        out["latent_intervention"] = _latent_interventions(model, z, actions, positions, slot_mask, scale, signs)
+    if slot_mask is not None:
+        pair = slot_mask[:, :, None] & slot_mask[:, None, :]
+        out = {name: s.masked_fill(~pair, 0.0) for name, s in out.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- matching
+
+
+def match_by_overlap(slot_masks: np.ndarray, object_ids: np.ndarray, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """Match slots to objects by soft IoU.
+
+    ``slot_masks`` (T, K, H, W) in [0, 1], ``object_ids`` (T, H, W) with 0 for background and n + 1 for object n.
+    Returns ``slot_of_object`` (N,) (-1 where an object got no slot) and its IoU (N,)."""
+    t, k = slot_masks.shape[:2]
+    onehot = (object_ids[:, None] == np.arange(1, num_objects + 1)[None, :, None, None]).astype(np.float32)  # T,N,H,W
+    inter = np.einsum("tkhw,tnhw->kn", slot_masks, onehot)
+    union = slot_masks.sum((0, 2, 3))[:, None] + onehot.sum((0, 2, 3))[None, :] - inter
+    iou = inter / np.maximum(union, 1e-9)  # (K, N)
+    return _hungarian(iou, num_objects)
+
+
+def match_by_trajectory(
+    slots: np.ndarray, positions: np.ndarray, num_objects: int, ridge: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Match slots to objects by how well a slot's latent trajectory predicts an object's positions.
+
+    ``slots`` (T, K, D), ``positions`` (T, N, 2). For every (slot, object) pair a ridge regression with intercept
+    from the slot (D) to the object's (x, y) is fitted over the episode; its R^2 is the match score.
+    Returns ``slot_of_object`` (N,) and the matched R^2 (N,)."""
+    t, k, d = slots.shape
+    x = np.concatenate([slots, np.ones((t, k, 1), slots.dtype)], -1).transpose(1, 0, 2).astype(np.float64)  # K,T,D+1
+    y = positions[:, :num_objects].transpose(1, 0, 2).astype(np.float64)  # (N, T, 2)
+    gram = np.einsum("ktd,kte->kde", x, x) + ridge * np.eye(d + 1)[None]  # (K, D+1, D+1)
+    xty = np.einsum("ktd,nte->knde", x, y)  # (K, N, D+1, 2)
+    beta = np.linalg.solve(gram[:, None], xty)  # (K, N, D+1, 2)
+    resid = y[None] - np.einsum("ktd,knde->knte", x, beta)  # (K, N, T, 2)
+    total = ((y - y.mean(1, keepdims=True)) ** 2).sum((1, 2))  # (N,)
+    r2 = 1.0 - (resid**2).sum((2, 3)) / np.maximum(total[None], 1e-9)  # (K, N)
+    return _hungarian(r2, num_objects)
+
+
+def _hungarian(score: np.ndarray, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """Maximise the summed (K, N) score over one-to-one assignments; (N,) slot per object and its score."""
+    rows, cols = linear_sum_assignment(score, maximize=True)
+    slot_of_object = np.full(num_objects, -1, dtype=np.int64)
+    quality = np.zeros(num_objects)
+    slot_of_object[cols] = rows
+    quality[cols] = score[rows, cols]
+    return slot_of_object, quality
+
+
+# ---------------------------------------------------------------------------------------------------- extraction
+
+
+@dataclass
+class ProbeScores:
+    """Raw per-episode scores in object order, with the ground truth to score them against.
+
+    scores: method -> (E, N, N) float, [e, i, j] for i -> j; NaN on the diagonal, padding and dropped objects.
+    matched: (E, N) bool, objects that were matched to a slot with enough confidence.
+    match_quality: (E, N) IoU / R^2 of each object's match (1 for identity).
+    action_gates: (E, N) mean action-node gate on each object over its push steps; None without an action node.
+    push_hits / push_steps: (E,) pushes whose highest action gate lies on the pushed object, and pushes probed.
+    """
+
+    scores: dict[str, np.ndarray]
+    num_objects: np.ndarray
+    matched: np.ndarray
+    match_quality: np.ndarray
+    matching: str
+    push_hits: np.ndarray | None = None
+    push_steps: np.ndarray | None = None
+
+
+def _resolve_matching(model, data: EpisodeArrays, requested: str) -> str:
+    c = model.config
+    if requested == "auto":
+        if c.encoder == "state":
+            return "identity"
+        return "masks" if data.masks is not None else "trajectory"
+    if requested == "masks" and (c.encoder == "state" or data.masks is None):
+        raise ProbeError("matching 'masks' needs an image encoder and a dataset with 'masks'")
+    if requested == "identity" and c.encoder == "slots":
+        raise ProbeError("Slot Attention orders its slots arbitrarily; identity matching is meaningless")
+    return requested
+
+
+@torch.no_grad()
+def _encode_times(model, data: EpisodeArrays, e: np.ndarray, times: np.ndarray):
+    """Slots (B, L, K, D) and encoder masks (B, L, K, h, w) or None of episodes ``e`` at observation ``times``."""
+    c = model.config
+    if c.encoder == "state":
+        states = torch.from_numpy(data.states[e[:, None], times[None]])  # (B, L, N, F)
+        mask = slot_mask_for(torch.from_numpy(data.num_objects[e]), c.num_slots, "state")
+        z = model.encode(states.flatten(0, 1), slot_mask=mask.repeat_interleave(len(times), 0)).slots
+        return z.unflatten(0, (len(e), len(times))), None
+    frames = [torch.from_numpy(data.obs[e[:, None], times[None] - c.history + 1 + h]) for h in range(c.history)]
+    stack = torch.stack(frames, 2)  # (B, L, history, H, W, 3)
+    if c.encoder == "cnn":
+        out = model.encode(stack.flatten(0, 1))
+        masks = None if out.masks is None else out.masks.unflatten(0, (len(e), len(times)))
+        return out.slots.unflatten(0, (len(e), len(times))), masks
+    # Slot Attention follows its slots through every frame between probed times (SAVi-style chaining).
+    first, last = int(times[0]), int(times[-1])
+    slots, masks, prev = {}, {}, None
+    for t in range(c.history - 1, last + 1):
+        window = torch.stack([torch.from_numpy(data.obs[e, t - c.history + 1 + h]) for h in range(c.history)], 1)
+        out = model.encode(window, init_slots=prev)
+        prev = out.slots
+        if t >= first and t in set(times.tolist()):
+            slots[t], masks[t] = out.slots, out.masks
+    return torch.stack([slots[t] for t in times], 1), torch.stack([masks[t] for t in times], 1)
+
+
+def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = False) -> ProbeScores:
+    """Run every configured method on every episode of ``data`` and map the scores to objects."""
+    c = model.config
+    matching = _resolve_matching(model, data, cfg.matching)
+    history = c.history if c.uses_images else 1
+    times = np.arange(history - 1, data.steps - 1, cfg.time_stride)  # needs one action after t
+    if len(times) == 0:
+        raise ProbeError(f"episodes of {data.steps} frames are too short to probe")
+    e_all, n_cap = data.num_episodes, data.states.shape[2]
+    k = c.num_slots
+    slot_acc = {m: np.zeros((e_all, k, k)) for m in cfg.methods}
+    slot_of_object = np.tile(np.arange(n_cap), (e_all, 1))
+    quality = np.ones((e_all, n_cap))
+    pushes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (episode, pushed object, top slot) per push
+    push_hits = np.zeros(e_all, dtype=np.int64)
+    push_steps = np.zeros(e_all, dtype=np.int64)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    signs = torch.randint(0, 2, (2, c.slot_dim), generator=gen).float() * 2 - 1
+    signs = torch.cat([signs, -signs])  # symmetric patterns cancel the first-order sign
+    scale = None
+    from tqdm import tqdm
+
+    for a in tqdm(range(0, e_all, cfg.batch), disable=not progress, desc="probe"):
+        e = np.arange(a, min(a + cfg.batch, e_all))
+        z_all, masks = _encode_times(model, data, e, times)  # (B, L, K, D)
+        slot_mask = slot_mask_for(torch.from_numpy(data.num_objects[e]), k, c.encoder)
+        if scale is None:  # one perturbation size for the whole probe, from the first batch's slots
+            flat = z_all.flatten(0, 1)[slot_mask.repeat_interleave(len(times), 0)] if slot_mask is not None else None
+            flat = z_all.flatten(0, 2) if flat is None else flat
+            scale = cfg.perturb_scale * flat.std(0).clamp(min=1e-6)
+        for li, t in enumerate(times):
+            h = min(cfg.horizon, data.steps - 1 - t)
+            act = torch.from_numpy(data.actions[e[:, None], t + np.arange(h)[None]])  # (B, h)
+            pos = torch.from_numpy(data.states[e[:, None], t + np.arange(h)[None], :, :2]) / model.arena_size
+            pos = pos if c.action_node else None
+            scores = slot_scores(model, z_all[:, li], act, pos, slot_mask, cfg.methods, scale=scale, signs=signs)
+            for m, s in scores.items():
+                slot_acc[m][e] += s.numpy()
+            if c.action_node:
+                with torch.no_grad():
+                    tr = model.transition(z_all[:, li], act[:, 0], pos[:, 0], slot_mask)
+                ag = tr.action_gates.numpy()  # (B, K)
+                pushed = act[:, 0].numpy() > 0
+                obj = (act[:, 0].numpy() - 1) // NUM_DIRECTIONS
+                push_steps[e] += pushed
+                # the slot with the highest action gate, scored against the pushed object once slots are matched
+                pushes.append((e[pushed], obj[pushed], ag[pushed].argmax(1)))
+        if matching == "masks":
+            true = data.masks[e[:, None], times[None]]  # (B, L, H, W)
+            up = F.interpolate(masks.flatten(0, 1), size=true.shape[-2:], mode="bilinear", align_corners=False)
+            up = up.unflatten(0, masks.shape[:2]).numpy()
+            for bi, ep in enumerate(e):
+                slot_of_object[ep], quality[ep] = _pad(match_by_overlap(up[bi], true[bi], data.num_objects[ep]), n_cap)
+        elif matching == "trajectory":
+            zs = z_all.numpy()
+            pos_all = data.states[e[:, None], times[None], :, :2]
+            for bi, ep in enumerate(e):
+                slot_of_object[ep], quality[ep] = _pad(
+                    match_by_trajectory(zs[bi], pos_all[bi], data.num_objects[ep]), n_cap
+                )
+    n_times = len(times)
+    real = np.arange(n_cap)[None] < data.num_objects[:, None]
+    matched = real & (slot_of_object >= 0) & (quality >= cfg.min_match)
+    if matching == "identity":
+        matched = real.copy()
+    out = {}
+    for m, acc in slot_acc.items():
+        acc = acc / n_times
+        obj = np.full((e_all, n_cap, n_cap), np.nan)
+        for ep in range(e_all):
+            keep = np.flatnonzero(matched[ep])
+            s = slot_of_object[ep, keep]
+            obj[ep][np.ix_(keep, keep)] = acc[ep][np.ix_(s, s)]
+            obj[ep][np.arange(n_cap), np.arange(n_cap)] = np.nan
+        out[m] = obj
+    if c.action_node:
+        for e_idx, obj_idx, slot_idx in pushes:
+            ok = obj_idx < n_cap
+            hit = slot_of_object[e_idx[ok], obj_idx[ok]] == slot_idx[ok]
+            np.add.at(push_hits, e_idx[ok], hit)
+    return ProbeScores(
+        scores=out,
+        num_objects=data.num_objects.copy(),
+        matched=matched,
+        match_quality=np.where(real, quality, 0.0),
+        matching=matching,
+        push_hits=push_hits if c.action_node else None,
+        push_steps=push_steps if c.action_node else None,
+    )
+
+
+def _pad(result: tuple[np.ndarray, np.ndarray], capacity: int) -> tuple[np.ndarray, np.ndarray]:
+    slot_of_object, quality = result
+    s = np.full(capacity, -1, dtype=np.int64)
+    q = np.zeros(capacity)
+    s[: len(slot_of_object)], q[: len(quality)] = slot_of_object, quality
+    return s, q
+
+
+# ------------------------------------------------------------------------------------------------------- scoring
+
+
+def compact(scores: np.ndarray, truth: np.ndarray, matched: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reorder each episode so its kept (matched, real) objects come first.
+
+    ``scores`` (E, N, N), ``truth`` (E, N, N), ``matched`` (E, N) bool. Returns scores and truth in the new order with
+    dropped objects' entries zeroed, and the kept count (E,), ready for `metrics.graph_scores(s, y, counts)`."""
+    order = np.argsort(~matched, axis=1, kind="stable")  # kept objects first, in their original order
+    idx = np.arange(len(scores))[:, None, None]
+    s = scores[idx, order[:, :, None], order[:, None, :]]
+    y = truth[idx, order[:, :, None], order[:, None, :]]
+    counts = matched.sum(1)
+    real = np.arange(scores.shape[1])[None] < counts[:, None]
+    pair = real[:, :, None] & real[:, None, :]
+    return np.where(pair, np.nan_to_num(s, nan=0.0), 0.0), np.where(pair, y, 0), counts
+
+
+def score_method(
+    scores: np.ndarray, truth: np.ndarray, matched: np.ndarray, threshold: float | None = None
+) -> dict[str, float | int | None]:
+    """Threshold-free (AUROC, AP: pooled and per-episode means) and, with a threshold, thresholded metrics (SHD,
+    precision, recall, F1, accuracy) of one method's scores against a binary truth."""
+    s, y, counts = compact(scores, truth, matched)
+    result: dict[str, float | int | None] = dict(metrics.graph_scores(s, y, counts))
+    result["threshold"] = threshold
+    if threshold is not None:
+        at = metrics.graph_metrics_at_threshold(s, y, counts, threshold)
+        result.update(shd=at["shd_mean"], shd_undirected=at["shd_undirected_mean"])
+        result.update({k: at[k] for k in ("precision", "recall", "f1", "accuracy")})
+    return result
+
+
+def thresholds_from(probe: ProbeScores, truth: np.ndarray) -> dict[str, float]:
+    """The F1-maximising decision threshold of each method on these (training) episodes."""
+    out = {}
+    for m, s in probe.scores.items():
+        cs, y, counts = compact(s, truth, probe.matched)
+        try:
+            out[m] = metrics.choose_threshold(cs, y, counts)
+        except ValueError:  # no true edge among the training episodes (e.g. billiards against adjacency)
+            continue
+    return out
+
+
+def _truth(path: str, data: EpisodeArrays, influence_threshold: float) -> dict[str, np.ndarray]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        out = {"adjacency": f["adjacency"][: data.num_episodes].astype(bool)}
+        if "influence" in f:
+            out["influence"] = f["influence"][: data.num_episodes] >= influence_threshold
+    n = out["adjacency"].shape[1]
+    for y in out.values():
+        y[:, np.arange(n), np.arange(n)] = False
+    return out
+
+
+def _check_compatible(model, info, path: str) -> None:
+    c = model.config
+    trained = model.train_config.get("data", "")
+    run_scene = getattr(model, "scene", None)
+    if run_scene and info.scene != run_scene:
+        raise ProbeError(f"{path} holds scene {info.scene!r} but the run was trained on {run_scene!r}")
+    if c.uses_images and not info.has_images:
+        raise ProbeError(f"{path} has no images ('obs') but the run's {c.encoder} encoder reads pixels")
+    if c.uses_images and info.image_size != c.image_size:
+        raise ProbeError(f"{path} has {info.image_size}px frames, the run {c.image_size}px")
+    if c.encoder == "state" and info.num_features != c.num_features:
+        raise ProbeError(f"{path} has {info.num_features} state features, the run {c.num_features} ({trained})")
+    saved_features = getattr(model, "state_features", None)
+    if c.encoder == "state" and saved_features and list(info.state_features) != list(saved_features):
+        raise ProbeError(f"{path} has state features {info.state_features}, the run was trained on {saved_features}")
+    if c.encoder != "slots" and info.max_objects > c.num_slots:
+        raise ProbeError(f"{path} has up to {info.max_objects} objects but the run has {c.num_slots} slots")
+    if info.max_objects < 2:
+        raise ProbeError(f"{path}: a graph needs at least 2 objects per episode")
+
+
+def probe(
+    run: str | os.PathLike,
+    data_path: str,
+    cfg: ProbeConfig = ProbeConfig(),
+    *,
+    train_data: str | None = None,
+    baselines: tuple[str, ...] | list[str] = (),
+    episodes: int | None = None,
+    progress: bool = False,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Probe a run on ``data_path``: returns the probe.json content and the raw arrays for probe_scores.npz.
+
+    Decision thresholds are chosen on the first ``cfg.threshold_episodes`` episodes of ``train_data`` (default: the
+    run's training file); without a readable training file the thresholded metrics are left out. ``baselines`` are
+    `causal_wm.discovery` methods run on the file's ground-truth states and scored the same way (identity matching).
+    ``episodes`` limits the probe to the first episodes of ``data_path``."""
+    from causal_wm.data import validate
+
+    t_start = time.perf_counter()
+    model = load_run(run)
+    torch.set_num_threads(int(model.train_config.get("threads", 2)))
+    info = validate(data_path)
+    _check_compatible(model, info, data_path)
+    data = EpisodeArrays(
+        data_path, images=model.config.uses_images, episodes=None if episodes is None else slice(0, episodes)
+    )
+    truth = _truth(data_path, data, cfg.influence_threshold)
+    scores = extract(model, data, cfg, progress=progress)
+
+    train_path = train_data or model.train_config.get("data")
+    thresholds: dict[str, float] = {}
+    threshold_source = None
+    tdata = None
+    if train_path and Path(train_path).exists():
+        tinfo = validate(train_path)
+        _check_compatible(model, tinfo, train_path)
+        n_thr = min(cfg.threshold_episodes, tinfo.num_episodes)
+        tdata = EpisodeArrays(train_path, images=model.config.uses_images, episodes=slice(0, n_thr))
+        tprobe = extract(model, tdata, cfg)
+        thresholds = thresholds_from(tprobe, _truth(train_path, tdata, cfg.influence_threshold)["adjacency"])
+        threshold_source = f"{train_path} (first {n_thr} episodes)"
+
+    arrays_extra: dict[str, np.ndarray] = {}
+    result: dict = {"methods": {}, "run": str(run), "data": str(data_path), "episodes": int(data.num_episodes)}
+    for m, s in scores.scores.items():
+        result["methods"][m] = {"adjacency": score_method(s, truth["adjacency"], scores.matched, thresholds.get(m))}
+        if "influence" in truth:
+            result["methods"][m]["influence"] = score_method(s, truth["influence"], scores.matched)
+    if baselines:
+        from causal_wm import discovery
+
+        result["baselines"] = {}
+        real = np.arange(data.states.shape[2])[None] < data.num_objects[:, None]
+        tdata_states = tdata if threshold_source else None
+        for b in baselines:
+            s = discovery.discover(b, data.states, data.num_objects).astype(np.float64)
+            thr = None
+            if tdata_states is not None:
+                ts = discovery.discover(b, tdata_states.states, tdata_states.num_objects).astype(np.float64)
+                treal = np.arange(ts.shape[1])[None] < tdata_states.num_objects[:, None]
+                thr = thresholds_from(
+                    ProbeScores({b: ts}, tdata_states.num_objects, treal, treal.astype(float), "identity"),
+                    _truth(train_path, tdata_states, cfg.influence_threshold)["adjacency"],
+                ).get(b)
+            result["baselines"][b] = {"adjacency": score_method(s, truth["adjacency"], real, thr)}
+            if "influence" in truth:
+                result["baselines"][b]["influence"] = score_method(s, truth["influence"], real)
+            arrays_extra[f"baseline_{b}"] = s.astype(np.float32)
+    ranked = [m for m in scores.scores if np.isfinite(result["methods"][m]["adjacency"]["auroc"])]
+    best = (
+        max(ranked, key=lambda m: result["methods"][m]["adjacency"]["auroc"]) if ranked else next(iter(scores.scores))
+    )
+    top = result["methods"][best]["adjacency"]
+    result.update(
+        best_method=best,
+        auroc=top["auroc"],
+        ap=top["ap"],
+        shd=top.get("shd"),
+        precision=top.get("precision"),
+        recall=top.get("recall"),
+        threshold_source=threshold_source,
+    )
+    real = np.arange(scores.matched.shape[1])[None] < scores.num_objects[:, None]
+    result["matching"] = {
+        "method": scores.matching,
+        "mean_quality": float(scores.match_quality[real].mean()),
+        "objects": int(real.sum()),
+        "dropped_objects": int((real & ~scores.matched).sum()),
+        "min_match": cfg.min_match,
+    }
+    if scores.push_steps is not None:
+        total = int(scores.push_steps.sum())
+        result["action_accuracy"] = float(scores.push_hits.sum() / total) if total else None
+        result["action_pushes"] = total
+    result["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
+    result["scene_stats"] = info.stats
+    result["seconds"] = time.perf_counter() - t_start
+    arrays = {f"scores_{m}": s.astype(np.float32) for m, s in scores.scores.items()} | arrays_extra
+    arrays.update(
+        adjacency=truth["adjacency"].astype(np.uint8),
+        num_objects=scores.num_objects,
+        matched=scores.matched,
+        match_quality=scores.match_quality.astype(np.float32),
+    )
+    if "influence" in truth:
+        with __import__("h5py").File(data_path, "r") as f:
+            arrays["influence"] = f["influence"][: data.num_episodes].astype(np.float32)
+    return result, arrays
+
+
+def write_probe(run: str | os.PathLike, result: dict, arrays: dict[str, np.ndarray], *, overwrite: bool = False):
+    """Write probe.json and probe_scores.npz atomically; refuse to replace them without ``overwrite``."""
+    run = Path(run)
+    paths = run / "probe.json", run / "probe_scores.npz"
+    if not overwrite:
+        for p in paths:
+            if p.exists():
+                raise ProbeError(f"{p} exists; pass --overwrite to replace it")
+    tmp_npz = run / ".probe_scores.tmp.npz"
+    np.savez_compressed(tmp_npz, **arrays)
+    tmp_json = run / ".probe.json.tmp"
+    tmp_json.write_text(json.dumps(result, indent=2, default=_json_default))
+    os.replace(tmp_npz, paths[1])
+    os.replace(tmp_json, paths[0])
+    return paths
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

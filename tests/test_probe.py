@@ -1,0 +1,213 @@
+"""Causal probing: each extraction method on a hand-built transition with a known graph, slot matching on permuted
+slots, scoring with dropped objects, and the probe CLI on a state-only file from another simulator."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from causal_wm import metrics, probe
+from causal_wm.cli import main
+from causal_wm.model import ModelConfig, WorldModel
+from causal_wm.transition import TransitionOutput
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Object 0 drives 1, 1 drives 2, 3 drives 0; nothing else (a directed graph, i -> j at [i, j]).
+A = torch.zeros(4, 4)
+A[0, 1] = A[1, 2] = A[3, 0] = 1.0
+
+
+class HandModel(WorldModel):
+    """A world model whose transition is fixed: delta z_j = 0.1 * sum_i A[i, j] z_i, gates = A."""
+
+    def __init__(self):
+        super().__init__(ModelConfig(encoder="state", num_slots=4, slot_dim=3, hidden=8, num_features=4))
+
+    def transition(self, z, actions, positions=None, slot_mask=None):
+        gates = A.expand(z.shape[0], 4, 4)
+        delta = 0.1 * torch.einsum("ij,bid->bjd", A, z)
+        norms = gates * 0.1 * z.norm(dim=-1)[:, :, None]
+        return TransitionOutput(delta=delta, gates=gates, message_norms=norms, action_gates=None)
+
+
+def test_every_method_recovers_a_hand_built_graph():
+    torch.manual_seed(0)
+    model = HandModel()
+    z = torch.randn(6, 4, 3)
+    actions = torch.zeros(6, 1, dtype=torch.long)  # horizon 1: only direct effects
+    scores = probe.slot_scores(model, z, actions, None, None)
+    assert set(scores) == set(probe.METHODS)
+    truth = A.bool().expand(6, 4, 4).numpy()
+    for name, s in scores.items():
+        assert s.shape == (6, 4, 4)
+        assert torch.all(s.diagonal(dim1=1, dim2=2) == 0), name
+        assert metrics.graph_scores(s.numpy(), truth)["auroc"] == 1.0, name
+    # ||d delta_j / d z_i||_F = 0.1 * ||I_3||_F on the true edges, 0 elsewhere.
+    assert torch.allclose(scores["jacobian"], 0.1 * np.sqrt(3) * A.expand(6, 4, 4), atol=1e-6)
+    assert torch.equal(scores["gates"], A.expand(6, 4, 4))
+    nonzero = scores["latent_intervention"] > 1e-7
+    assert torch.equal(nonzero, A.bool().expand(6, 4, 4))
+
+
+def test_latent_interventions_see_indirect_effects_over_longer_horizons():
+    torch.manual_seed(0)
+    model = HandModel()
+    z = torch.randn(2, 4, 3)
+    long = probe.slot_scores(model, z, torch.zeros(2, 3, dtype=torch.long), None, None, ("latent_intervention",))
+    s = long["latent_intervention"]
+    assert torch.all(s[:, 0, 2] > 1e-7)  # 0 -> 1 -> 2 arrives by step 2
+    assert torch.all(s[:, 2, 0] == 0)  # nothing flows from 2 back to 0
+
+
+def test_slot_mask_zeroes_padded_pairs():
+    model = HandModel()
+    mask = torch.tensor([[True, True, False, True]])
+    s = probe.slot_scores(model, torch.randn(1, 4, 3), torch.zeros(1, 1, dtype=torch.long), None, mask)
+    for v in s.values():
+        assert torch.all(v[0, 2] == 0) and torch.all(v[0, :, 2] == 0)
+
+
+def test_matching_by_mask_overlap_undoes_a_slot_permutation():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 4, (3, 16, 16))  # background 0, objects 0..2 as ids 1..3
+    perm = np.array([2, 0, 3, 1])  # slot k shows object perm[k] (slot with perm 3 is empty)
+    slot_masks = np.stack([(ids == p + 1) for p in perm], 1).astype(np.float32)  # (T, K, H, W)
+    slot_of_object, iou = probe.match_by_overlap(slot_masks, ids, 3)
+    assert slot_of_object.tolist() == [1, 3, 0]
+    assert np.allclose(iou, 1.0)
+
+
+def test_matching_by_trajectory_undoes_a_slot_permutation():
+    rng = np.random.default_rng(1)
+    pos = rng.normal(size=(30, 3, 2))
+    w = rng.normal(size=(2, 5))
+    slots = np.concatenate([pos @ w, rng.normal(size=(30, 1, 5))], 1)[:, [3, 2, 0, 1]]  # slot k = object [_,2,0,1]
+    slot_of_object, r2 = probe.match_by_trajectory(slots, pos, 3)
+    assert slot_of_object.tolist() == [2, 3, 1]
+    assert np.all(r2 > 0.99)
+
+
+def test_scoring_leaves_dropped_objects_out_rather_than_counting_them_as_non_edges():
+    truth = np.zeros((1, 3, 3), bool)
+    truth[0, 0, 1] = True
+    scores = np.array([[[np.nan, 0.9, 0.95], [0.2, np.nan, 0.95], [0.1, 0.1, np.nan]]])
+    all_in = probe.score_method(scores, truth, np.ones((1, 3), bool))
+    dropped = probe.score_method(scores, truth, np.array([[True, True, False]]))
+    assert all_in["auroc"] < 1.0 and dropped["auroc"] == 1.0 and dropped["pairs"] == 2
+    thresholded = probe.score_method(scores, truth, np.array([[True, True, False]]), threshold=0.5)
+    assert thresholded["shd"] == 0 and thresholded["precision"] == 1.0
+
+
+def test_probe_config_refuses_bad_values():
+    with pytest.raises(probe.ProbeError, match="unknown probe method"):
+        probe.ProbeConfig(methods=("gates", "telepathy"))
+    with pytest.raises(probe.ProbeError, match="matching"):
+        probe.ProbeConfig(matching="psychic")
+    with pytest.raises(probe.ProbeError):
+        probe.ProbeConfig(time_stride=0)
+
+
+# ------------------------------------------------------------------------------------------------- CLI smoke
+
+
+@pytest.fixture(scope="module")
+def nri(tmp_path_factory):
+    """A state-only NRI-style file (x, y, vx, vy; no actions, no images) and a state run trained on it."""
+    root = tmp_path_factory.mktemp("nri")
+    script = str(ROOT / "analysis" / "nri_springs.py")
+    for name, seed in (("train", 0), ("test", 1)):
+        subprocess.run(
+            [sys.executable, script, "--out", str(root / f"{name}.h5"), "--smoke", "--seed", str(seed)], check=True
+        )
+    run = root / "run"
+    code = main(
+        ["train", "--data", str(root / "train.h5"), "--encoder", "state", "--out", str(run), "--steps", "6"]
+        + ["--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--quiet", "--decoder"]
+    )
+    assert code == 0
+    return root
+
+
+def test_probe_cli_on_a_state_only_file(nri, capsys):
+    run, test = nri / "run", str(nri / "test.h5")
+    assert main(["probe", str(run), "--data", test, "--quiet", "--baselines", "regression,granger"]) == 0
+    out = capsys.readouterr().out
+    assert "jacobian" in out and "regression (baseline)" in out
+    result = json.loads((run / "probe.json").read_text())
+    assert {"auroc", "ap", "shd", "best_method", "methods", "baselines", "matching"} <= set(result)
+    assert set(result["methods"]) == set(probe.METHODS)
+    assert result["matching"]["method"] == "identity"
+    assert result["threshold_source"] is not None and result["shd"] is not None
+    raw = np.load(run / "probe_scores.npz")
+    assert raw["scores_gates"].shape == raw["adjacency"].shape == (8, 5, 5)
+    # Anyone can recompute a metric from the raw file.
+    again = probe.score_method(raw["scores_gates"].astype(float), raw["adjacency"].astype(bool), raw["matched"])
+    assert again["auroc"] == pytest.approx(result["methods"]["gates"]["adjacency"]["auroc"])
+
+    before = (run / "probe.json").read_bytes()
+    assert main(["probe", str(run), "--data", test, "--quiet"]) == 2  # no clobbering without --overwrite
+    assert (run / "probe.json").read_bytes() == before
+    assert main(["probe", str(run), "--data", test, "--quiet", "--overwrite", "--methods", "gates"]) == 0
+    assert set(json.loads((run / "probe.json").read_text())["methods"]) == {"gates"}
+
+
+def test_probe_cli_refuses_mismatched_data_and_bad_flags(nri, tmp_path, capsys):
+    run = nri / "run"
+    earlier = (run / "probe.json").read_bytes() if (run / "probe.json").exists() else None
+    other = tmp_path / "other.h5"
+    with h5py.File(nri / "test.h5") as src, h5py.File(other, "w") as dst:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        dst.attrs["state_features"] = json.dumps(["x", "y", "vx", "vy", "charge"])
+        dst["states"] = np.concatenate([src["states"][:], np.zeros((*src["states"].shape[:3], 1), np.float32)], -1)
+        dst["num_objects"] = src["num_objects"][:]
+        dst["adjacency"] = src["adjacency"][:]
+    assert main(["probe", str(run), "--data", str(other), "--quiet", "--overwrite"]) == 2
+    assert "state features" in capsys.readouterr().err
+    no_adj = tmp_path / "noadj.h5"
+    with h5py.File(nri / "test.h5") as src, h5py.File(no_adj, "w") as dst:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        dst["states"], dst["num_objects"] = src["states"][:], src["num_objects"][:]
+    assert main(["probe", str(run), "--data", str(no_adj), "--quiet", "--overwrite"]) == 2
+    assert "adjacency" in capsys.readouterr().err
+    assert main(["probe", str(run), "--data", str(nri / "test.h5"), "--baselines", "astrology"]) == 2
+    assert main(["probe", str(run), "--data", str(nri / "test.h5"), "--methods", "gates,vibes"]) == 2
+    # A failed probe never leaves a partial file behind and keeps earlier results.
+    now = (run / "probe.json").read_bytes() if (run / "probe.json").exists() else None
+    assert now == earlier
+    assert not list(run.glob(".probe*"))
+
+
+def test_probe_of_an_image_run_matches_slots_by_masks(tmp_path):
+    from causal_wm.config import GenerateConfig
+    from causal_wm.generate import generate
+    from causal_wm.train import TrainConfig, train
+
+    common = dict(steps=12, num_objects="3", image_size=32, influence_steps=0)
+    generate(GenerateConfig(episodes=6, seed=0, **common), tmp_path / "train.h5", progress=False)
+    generate(GenerateConfig(episodes=4, seed=1, **common), tmp_path / "test.h5", progress=False)
+    cfg = TrainConfig(
+        data=str(tmp_path / "train.h5"),
+        encoder="cnn",
+        steps=2,
+        batch_size=4,
+        rollout_steps=2,
+        model={"slot_dim": 4, "hidden": 16, "encoder_hidden": 8},
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    result, arrays = probe.probe(tmp_path / "run", str(tmp_path / "test.h5"), probe.ProbeConfig(time_stride=4))
+    assert result["matching"]["method"] == "masks"
+    assert 0.0 <= result["matching"]["mean_quality"] <= 1.0
+    assert arrays["scores_jacobian"].shape == (4, 3, 3)
+    kept = arrays["matched"]
+    off = ~np.eye(3, dtype=bool)
+    both = kept[:, :, None] & kept[:, None, :] & off
+    assert np.all(np.isfinite(arrays["scores_gates"][both]))
+    assert np.all(np.isnan(arrays["scores_gates"][~both]))
