@@ -362,6 +362,29 @@ def cmd_intervene(args) -> int:
     return 0
 
 
+def _add_figures(sub) -> None:
+    p = sub.add_parser(
+        "figures",
+        help="regenerate the figures from saved results (never trains)",
+        description="Draw ROC curves, the learned vs true graph and the intervention scatter from a probed run. "
+        "Example: causal-wm figures --run quickstart/run --data quickstart/data/test.h5 --out paper_figures/out",
+    )
+    p.add_argument("--run", type=Path, default=Path("quickstart/run"), help="probed run (default quickstart/run)")
+    p.add_argument("--data", type=Path, default=Path("quickstart/data/test.h5"), help="the dataset it was probed on")
+    p.add_argument("--out", type=Path, default=Path("paper_figures/out"), help="output directory")
+    p.set_defaults(func=cmd_figures)
+
+
+def cmd_figures(args) -> int:
+    from paper_figures.make_all import make_all
+
+    if not (args.run / "probe_scores.npz").exists():
+        raise CLIError(f"{args.run} has no probe_scores.npz; run `causal-wm probe {args.run} --data DATA` first")
+    made = make_all(str(args.run), str(args.data), str(args.out))
+    print("\n".join(map(str, made)))
+    return 0
+
+
 def _add_info(sub) -> None:
     p = sub.add_parser(
         "info",
@@ -387,8 +410,9 @@ def _add_quickstart(sub) -> None:
     p = sub.add_parser(
         "quickstart",
         help="the main job at small scale on CPU",
-        description="Generate small springs datasets, train a world model from pixels, evaluate it and print a "
-        "summary (about 3 minutes on 2 cores). Example: causal-wm quickstart --out quickstart",
+        description="Generate small springs datasets, train a world model from pixels, evaluate it, probe its learned "
+        "graph, run one intervention, draw the figures and write OUT/report.md (about 4 minutes on 2 cores). "
+        "Example: causal-wm quickstart --out quickstart",
     )
     p.add_argument(
         "--out",
@@ -416,7 +440,8 @@ def cmd_quickstart(args) -> int:
     workers = os.cpu_count() or 1
     train_h5, test_h5, run = args.out / "data" / "train.h5", args.out / "data" / "test.h5", args.out / "run"
     common = dict(scene="springs", steps=30, num_objects="3-5")
-    print(f"[1/4] generating {args.episodes} + {max(4, args.episodes // 3)} springs episodes -> {args.out}/data")
+    n_test = max(4, args.episodes // 3)
+    print(f"[1/6] generating {args.episodes} + {n_test} springs episodes -> {args.out}/data")
     generate(
         GenerateConfig(episodes=args.episodes, seed=args.seed, **common),
         train_h5,
@@ -425,7 +450,7 @@ def cmd_quickstart(args) -> int:
         progress=False,
     )
     generate(
-        GenerateConfig(episodes=max(4, args.episodes // 3), seed=args.seed + 10_000, **common),
+        GenerateConfig(episodes=n_test, seed=args.seed + 10_000, **common),
         test_h5,
         workers=workers,
         overwrite=True,
@@ -435,24 +460,94 @@ def cmd_quickstart(args) -> int:
         print(format_summary(ds.summary()))
 
     from causal_wm.evaluate import evaluate, write_eval
+    from causal_wm.interventions import intervene_report, write_json
+    from causal_wm.probe import ProbeConfig, probe, write_probe
     from causal_wm.train import TrainConfig, train
 
-    print(f"[2/4] training the {args.encoder} world model for {args.steps} steps -> {run}")
+    print(f"[2/6] training the {args.encoder} world model for {args.steps} steps -> {run}")
     shutil.rmtree(run, ignore_errors=True)
     cfg = TrainConfig(data=str(train_h5), encoder=args.encoder, seed=args.seed, steps=args.steps)
     train(cfg, run, progress=True)
-    print(f"[3/4] evaluating on held-out episodes -> {run}/eval.json")
+    print(f"[3/6] evaluating on held-out episodes -> {run}/eval.json")
     result = evaluate(run, str(test_h5))
     write_eval(run, result)
-    print("[4/4] summary")
+    print(f"[4/6] probing the learned interaction graph -> {run}/probe.json")
+    probed, arrays = probe(run, str(test_h5), ProbeConfig(), baselines=["regression", "granger"])
+    write_probe(run, probed, arrays, overwrite=True)
+    do_text = "remove[0]"
+    print(f"[5/6] intervening: do({do_text}) in the simulator and in the model -> {run}/intervene.json")
+    report = intervene_report(run, do_text, episodes=8, horizon=10, seed=args.seed)
+    write_json(run / "intervene.json", report)
+    print(f"[6/6] figures and report -> {args.out}/report.md")
+    from paper_figures.make_all import make_all
+
+    figures = make_all(str(run), str(test_h5), str(args.out / "figures"))
+    seconds = time.perf_counter() - t0
+    text = quickstart_report(result, probed, report, figures, args, seconds)
+    tmp = args.out / ".report.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, args.out / "report.md")
+    print("summary")
     print(f"  {'horizon':>8} {'Hits@1':>8} {'MRR':>8}")
     for h, hits in result["hits_at_1"].items():
         print(f"  {h + ' steps':>8} {hits:>8.3f} {result['mrr'][h]:>8.3f}")
     for key in ("fg_ari", "probe_position_error_px"):
         if key in result:
             print(f"  {key}: {result[key]:.3f}")
-    print(f"quickstart finished in {time.perf_counter() - t0:.0f} s; outputs in {args.out}/")
+    print(format_probe(probed))
+    e = report["effects"]
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"  do({do_text}): simulator vs model effect Pearson {fmt(e['pearson'])}, Spearman {fmt(e['spearman'])}")
+    print(f"quickstart finished in {seconds:.0f} s; report {args.out}/report.md, outputs in {args.out}/")
     return 0
+
+
+def quickstart_report(result: dict, probed: dict, report: dict, figures: list, args, seconds: float) -> str:
+    """The quickstart's Markdown report: tables of every stage and the figures."""
+    fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+    lines = [
+        "# causal-wm quickstart report",
+        "",
+        f"springs scene, 3–5 balls, {args.episodes} training episodes, {args.encoder} encoder, {args.steps} steps, "
+        f"seed {args.seed}; finished in {seconds:.0f} s.",
+        "",
+        "## World model (C-SWM protocol, held-out episodes)",
+        "",
+        "| horizon | Hits@1 | MRR |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {h} | {v:.3f} | {result['mrr'][h]:.3f} |" for h, v in result["hits_at_1"].items()]
+    lines += [
+        "",
+        "## Learned interaction graph vs ground truth",
+        "",
+        "| method | AUROC | AP | SHD |",
+        "|---|---|---|---|",
+    ]
+    rows = list(probed["methods"].items()) + [(f"{k} (baseline)", v) for k, v in probed.get("baselines", {}).items()]
+    for name, v in rows:
+        a = v["adjacency"]
+        lines.append(f"| {name} | {fmt(a['auroc'])} | {fmt(a['ap'])} | {fmt(a.get('shd'))} |")
+    e = report["effects"]
+    lines += [
+        "",
+        f"## Intervention do({e['do']})",
+        "",
+        f"Simulator vs model effect on the other objects over {e['horizon']} steps, {e['episodes']} episodes: "
+        f"Pearson {fmt(e['pearson'])}, Spearman {fmt(e['spearman'])}.",
+    ]
+    if "gcm" in report:
+        g = report["gcm"]
+        falsified = g.get("falsification", {}).get("falsified")
+        lines.append(
+            f"dowhy gcm: mean |ACE(learned graph) − ACE(true graph)| = {fmt(g['ace_abs_error'])}; learned graph "
+            f"from {g['learned_graph_from']}; falsified by the simulator data: {falsified}."
+        )
+    lines += ["", "## Figures", ""]
+    for path in figures:
+        if str(path).endswith(".png"):
+            lines.append(f"![{Path(path).stem}](figures/{Path(path).name})")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -466,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_probe(sub)
     _add_intervene(sub)
+    _add_figures(sub)
     _add_info(sub)
     _add_quickstart(sub)
     return parser

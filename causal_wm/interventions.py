@@ -482,6 +482,7 @@ def intervene_report(
         probe_json = Path(run) / "probe.json"
         method, threshold, source = "gates", 0.5, "gates >= 0.5 (no probe.json)"
         if probe_json.exists():
+            source = "gates >= 0.5 (probe.json has no threshold for its best method)"
             saved = json.loads(probe_json.read_text())
             best = saved["best_method"]
             thr = saved["methods"][best]["adjacency"].get("threshold")

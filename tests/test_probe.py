@@ -49,10 +49,24 @@ def test_every_method_recovers_a_hand_built_graph():
         assert torch.all(s.diagonal(dim1=1, dim2=2) == 0), name
         assert metrics.graph_scores(s.numpy(), truth)["auroc"] == 1.0, name
     # ||d delta_j / d z_i||_F = 0.1 * ||I_3||_F on the true edges, 0 elsewhere.
-    assert torch.allclose(scores["jacobian"], 0.1 * np.sqrt(3) * A.expand(6, 4, 4), atol=1e-6)
+    assert torch.allclose(scores["jacobian"], 0.1 * np.sqrt(3) * A.expand(6, 4, 4), atol=1e-3)
     assert torch.equal(scores["gates"], A.expand(6, 4, 4))
     nonzero = scores["latent_intervention"] > 1e-7
     assert torch.equal(nonzero, A.bool().expand(6, 4, 4))
+
+
+def test_finite_difference_jacobian_matches_autograd_on_a_trained_style_model():
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(encoder="state", num_slots=3, slot_dim=4, hidden=16, num_features=4)).double()
+    z = torch.randn(2, 3, 4, dtype=torch.float64)
+    actions = torch.zeros(2, dtype=torch.long)
+    fd = probe._jacobian_norms(model, z, actions, None, None, eps=1e-6)
+    exact = torch.zeros(2, 3, 3, dtype=torch.float64)
+    for b in range(2):
+        jac = torch.autograd.functional.jacobian(lambda x: model.transition(x[None], actions[:1]).delta[0], z[b])
+        exact[b] = jac.pow(2).sum((1, 3)).sqrt().t()  # jac[j, :, i, :] -> [i, j]
+    exact.diagonal(dim1=1, dim2=2).zero_()
+    assert torch.allclose(fd, exact, atol=1e-5)
 
 
 def test_latent_interventions_see_indirect_effects_over_longer_horizons():

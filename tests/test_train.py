@@ -248,9 +248,14 @@ def test_quickstart_smoke(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0
     text = capsys.readouterr().out
-    assert "[4/4] summary" in text and "Hits@1" in text
+    assert "[6/6] figures and report" in text and "Hits@1" in text and "regression (baseline)" in text
     result = json.loads((out / "run" / "eval.json").read_text())
     assert set(result["hits_at_1"]) == {"1", "5", "10"}
+    assert {"auroc", "best_method"} <= set(json.loads((out / "run" / "probe.json").read_text()))
+    assert "effects" in json.loads((out / "run" / "intervene.json").read_text())
+    report = (out / "report.md").read_text()
+    assert "## Learned interaction graph" in report and "![roc_curves](figures/roc_curves.png)" in report
+    assert (out / "figures" / "roc_curves.png").exists()
     assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0  # reruns replace its files
     assert main(["quickstart", "--episodes", "0"]) == 2
 
