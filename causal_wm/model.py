@@ -132,6 +132,9 @@ class WorldModel(nn.Module):
     ) -> EncoderOutput:
         """Slots of one observation: ``obs`` is (B, history, H, W, 3) uint8 frames, or (B, N, F) states."""
         if self.config.encoder == "state":
+            short = self.config.num_slots - obs.shape[1]
+            if short > 0:  # a file with fewer object columns than slots: pad (the padding is masked)
+                obs = torch.cat([obs, obs.new_zeros(obs.shape[0], short, obs.shape[2])], 1)
             return self.encoder(obs, slot_mask=slot_mask)
         x = self.frames_to_input(obs) if obs.dtype == torch.uint8 else obs
         if self.config.encoder == "slots":

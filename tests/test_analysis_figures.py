@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [
     "analysis/edge_recovery.py",
     "analysis/nri_springs.py",
+    "analysis/object_counts.py",
+    "analysis/interventions.py",
     "paper_figures/roc_curves.py",
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",
@@ -41,6 +43,27 @@ def test_edge_recovery_smoke_writes_a_table():
     assert set(table["methods"]) >= {"gates", "jacobian"} and len(table["runs"]) == 2
     auroc = table["methods"]["gates"]["adjacency_auroc"]
     assert auroc["n"] == 2 and 0 <= auroc["mean"] <= 1
+
+
+def test_object_counts_smoke_resumes_from_saved_cells(tmp_path):
+    out = tmp_path / "oc"
+    first = run("analysis/object_counts.py", "--smoke", "--out", out)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["counts"]) == {"2", "6"}  # 6 objects: never seen in training (3-5)
+    assert 0 <= summary["counts"]["6"]["hits_at_1_1"]["mean"] <= 1
+    assert (out / "summary.csv").read_text().startswith("count,metric,mean,ci_low,ci_high,n")
+    cell = out / "cells" / "0_6.json"
+    cell.write_text(json.dumps({**json.loads(cell.read_text()), "auroc": 0.123}))
+    again = run("analysis/object_counts.py", "--smoke", "--out", out)
+    assert again.returncode == 0 and "trained" not in again.stdout  # runs and cells are reused, not redone
+    assert json.loads((out / "cells" / "0_6.json").read_text())["auroc"] == 0.123
+
+
+def test_intervention_suite_smoke():
+    out = run("analysis/interventions.py", "--smoke")
+    assert out.returncode == 0, out.stderr
+    assert "| mass[0]*=3 |" in out.stdout and "| remove[0] |" in out.stdout
 
 
 def test_nri_springs_file_is_state_only_and_physical(tmp_path):
