@@ -372,6 +372,7 @@ def _add_figures(sub) -> None:
     p.add_argument("--run", type=Path, default=Path("quickstart/run"), help="probed run (default quickstart/run)")
     p.add_argument("--data", type=Path, default=Path("quickstart/data/test.h5"), help="the dataset it was probed on")
     p.add_argument("--out", type=Path, default=Path("paper_figures/out"), help="output directory")
+    p.add_argument("--object-counts", type=Path, help="summary.json of analysis/object_counts.py (optional)")
     p.set_defaults(func=cmd_figures)
 
 
@@ -380,7 +381,8 @@ def cmd_figures(args) -> int:
 
     if not (args.run / "probe_scores.npz").exists():
         raise CLIError(f"{args.run} has no probe_scores.npz; run `causal-wm probe {args.run} --data DATA` first")
-    made = make_all(str(args.run), str(args.data), str(args.out))
+    counts = None if args.object_counts is None else str(args.object_counts)
+    made = make_all(str(args.run), str(args.data), str(args.out), counts)
     print("\n".join(map(str, made)))
     return 0
 

@@ -273,13 +273,13 @@ def _encode_times(model, data: EpisodeArrays, e: np.ndarray, times: np.ndarray):
         masks = None if out.masks is None else out.masks.unflatten(0, (len(e), len(times)))
         return out.slots.unflatten(0, (len(e), len(times))), masks
     # Slot Attention follows its slots through every frame between probed times (SAVi-style chaining).
-    first, last = int(times[0]), int(times[-1])
+    wanted = set(times.tolist())
     slots, masks, prev = {}, {}, None
-    for t in range(c.history - 1, last + 1):
+    for t in range(c.history - 1, int(times[-1]) + 1):
         window = torch.stack([torch.from_numpy(data.obs[e, t - c.history + 1 + h]) for h in range(c.history)], 1)
         out = model.encode(window, init_slots=prev)
         prev = out.slots
-        if t >= first and t in set(times.tolist()):
+        if t in wanted:
             slots[t], masks[t] = out.slots, out.masks
     return torch.stack([slots[t] for t in times], 1), torch.stack([masks[t] for t in times], 1)
 

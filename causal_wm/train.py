@@ -413,6 +413,14 @@ def load_run(path: str | os.PathLike, map_location: str | torch.device = "cpu") 
     model.arena_size = saved.get("arena_size", 1.0)
     model.scene = saved.get("scene")
     model.state_features = saved.get("state_features")
+    if model.scene is None:  # checkpoints written before 0.1.0 final: read the scene from the training file
+        data = saved["train_config"].get("data", "")
+        if data and Path(data).exists():
+            try:
+                info = validate(data)
+                model.scene, model.state_features = info.scene, info.state_features
+            except Exception:  # the training file is not needed to use a run
+                pass
     model.train_config = saved["train_config"]
     model.eval()
     return model

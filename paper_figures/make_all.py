@@ -16,8 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def make_all(run: str, data: str, out: str) -> list[Path]:
+def make_all(run: str, data: str, out: str, object_counts: str | None = None) -> list[Path]:
     from paper_figures import intervention_scatter, learned_graph, roc_curves
+    from paper_figures import object_counts as counts_figure
 
     run_dir, out_dir = Path(run), Path(out)
     made: list[Path] = []
@@ -30,6 +31,10 @@ def make_all(run: str, data: str, out: str) -> list[Path]:
         made += intervention_scatter.plot([str(run_dir / "intervene.json")], str(out_dir / "intervention_scatter"))
     else:
         print(f"skipping intervention_scatter: no {run_dir / 'intervene.json'} (run `causal-wm intervene`)")
+    if object_counts and Path(object_counts).exists():
+        made += counts_figure.plot(object_counts, str(out_dir / "object_counts"))
+    elif object_counts:
+        print(f"skipping object_counts: no {object_counts} (run analysis/object_counts.py)")
     return made
 
 
@@ -38,10 +43,11 @@ def main(argv=None) -> int:
     p.add_argument("--run", default="quickstart/run", help="probed run directory (default quickstart/run)")
     p.add_argument("--data", default="quickstart/data/test.h5", help="the dataset it was probed on")
     p.add_argument("--out", default="paper_figures/out", help="output directory (default paper_figures/out)")
+    p.add_argument("--object-counts", help="summary.json of analysis/object_counts.py (optional)")
     args = p.parse_args(argv)
     if not Path(args.run).is_dir():
         p.error(f"{args.run} is not a run directory")
-    made = make_all(args.run, args.data, args.out)
+    made = make_all(args.run, args.data, args.out, args.object_counts)
     print("\n".join(map(str, made)) or "no figures made")
     return 0
 

@@ -21,6 +21,7 @@ SCRIPTS = [
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",
     "paper_figures/make_all.py",
+    "paper_figures/object_counts.py",
 ]
 
 
@@ -133,6 +134,23 @@ def test_figures_command_draws_every_figure_from_saved_results(probed, tmp_path)
             path = out / f"{name}.{ext}"
             assert path.exists() and path.stat().st_size > 1000, path
     assert not list(out.glob(".*tmp*"))
+
+
+def test_object_counts_figure(tmp_path):
+    summary = {
+        "encoder": "state",
+        "train_counts": "3-5",
+        "seeds": [0, 1],
+        "counts": {
+            str(c): {"hits_at_1_1": {"mean": 0.9, "ci": [0.8, 1.0]}, "auroc": {"mean": 0.6, "ci": [None, None]}}
+            for c in (2, 6)
+        },
+    }
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    out = run("paper_figures/object_counts.py", "--summary", path, "--out", tmp_path / "oc")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "oc.png").stat().st_size > 1000 and (tmp_path / "oc.pdf").exists()
 
 
 def test_roc_curve_is_exact_on_a_hand_case():
