@@ -100,11 +100,63 @@ def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch
         result["probe_position_error_px"] = probe["error"] * px
         result["probe_r2"] = probe["r2"]
     result["scene_stats"] = data.info.stats
+    examples = _examples(model, data, z0, targets, horizon, history)
+    result["_examples"] = examples
     result["seconds"] = time.perf_counter() - t_start
     return result
 
 
+@torch.no_grad()
+def _examples(model, data: EpisodeArrays, z0, targets: dict, horizon: int, history: int, count: int = 4) -> dict:
+    """Arrays for the rollout and slot-mask figures, from the first ``count`` episodes.
+
+    Imagined latents are projected to object positions by a ridge map from all slots to all positions, fitted on the
+    encoded true latents of every evaluation episode at the evaluated horizons (with a state decoder, decoded)."""
+    c = model.config
+    e = np.arange(min(count, data.num_episodes))
+    t0 = history - 1
+    w = data.window(e, np.zeros(len(e), dtype=np.int64), horizon + 1, history)
+    mask = slot_mask_for(w["num_objects"], c.num_slots, c.encoder)
+    positions = w["states"][..., :2] / model.arena_size
+    roll = model.imagine(z0[e], w["actions"], positions, mask, decode=True)
+    out = {"true_positions": data.states[e, t0 : t0 + horizon + 1, :, :2], "num_objects": data.num_objects[e]}
+    if "states" in roll:
+        out["pred_positions"] = roll["states"][..., :2].numpy()
+    else:
+        x = torch.cat([z0] + [targets[h] for h in sorted(targets)]).flatten(1).double()  # (E * (1 + |H|), K*D)
+        y = np.concatenate([data.states[:, t0 + h, :, :2] for h in [0, *sorted(targets)]]).reshape(len(x), -1)
+        mean_x, mean_y = x.mean(0), torch.from_numpy(y).double().mean(0)
+        xc, yc = x - mean_x, torch.from_numpy(y).double() - mean_y
+        weights = torch.linalg.solve(xc.T @ xc + 1e-3 * len(x) * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ yc)
+        flat = roll["z"].flatten(2).double()  # (B, H+1, K*D)
+        out["pred_positions"] = ((flat - mean_x) @ weights + mean_y).reshape(*flat.shape[:2], -1, 2).float().numpy()
+    if "frames" in roll:
+        out["decoded_frames"] = (roll["frames"].clamp(0, 1) * 255).byte().permute(0, 1, 3, 4, 2).numpy()
+    if data.obs is not None:
+        out["frames"] = data.obs[e, t0 : t0 + horizon + 1]
+        frames = torch.from_numpy(data.obs[e, : t0 + horizon + 1])  # encoder masks along the episode
+        masks = []
+        prev = None
+        for t in range(t0, t0 + horizon + 1):
+            enc = model.encode(frames[:, t - t0 : t + 1], init_slots=prev) if c.encoder == "slots" else None
+            if c.encoder == "slots":
+                prev = enc.slots
+            else:
+                enc = model.encode(frames[:, t - t0 : t + 1])
+            masks.append(enc.masks)
+        out["slot_masks"] = torch.stack(masks, 1).half().numpy()  # (B, H+1, K, h, w)
+        if data.masks is not None:
+            out["true_masks"] = data.masks[e, t0 : t0 + horizon + 1]
+    return out
+
+
 def write_eval(run: str | os.PathLike, result: dict, name: str = "eval.json") -> Path:
+    """Write eval.json (and examples.npz, the arrays behind the rollout and slot-mask figures) atomically."""
+    examples = result.pop("_examples", None)
+    if examples is not None:
+        tmp_npz = Path(run) / ".examples.tmp.npz"
+        np.savez_compressed(tmp_npz, **examples)
+        os.replace(tmp_npz, Path(run) / "examples.npz")
     path = Path(run) / name
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))

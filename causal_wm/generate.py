@@ -162,6 +162,18 @@ def check_config(cfg: GenerateConfig) -> envs.Scene:
         raise GenerateError(str(err)) from None
 
 
+def _start_method() -> str:
+    """fork when this process is single-threaded, else forkserver (spawn where neither exists)."""
+    methods = mp.get_all_start_methods()
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:  # not Linux: assume threads may be running
+        threads = 2
+    if "fork" in methods and threads == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def generate(
     cfg: GenerateConfig, out: str | os.PathLike, *, workers: int = 1, overwrite: bool = False, progress: bool = True
 ) -> dict:
@@ -184,10 +196,10 @@ def generate(
     ]
     stats = SceneStats()
     t0 = time.perf_counter()
-    # Workers start before any HDF5 file is open here. fork needs no `if __name__ == "__main__"` guard in
-    # user scripts; platforms without it spawn.
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    pool = mp.get_context(method).Pool(workers) if workers > 1 else None
+    # Workers start before any HDF5 file is open here. fork is fastest and needs no `if __name__ == "__main__"`
+    # guard in user scripts, but forking a process that already runs other threads (torch's or OpenMP's pools after
+    # training in the same process, numba, ...) can deadlock the child on a lock held at fork time: then forkserver.
+    pool = mp.get_context(_start_method()).Pool(workers) if workers > 1 else None
     try:
         from tqdm import tqdm
 

@@ -13,11 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_all(run: str, data: str, out: str, object_counts: str | None = None) -> list[Path]:
-    from paper_figures import intervention_scatter, learned_graph, roc_curves
+    from paper_figures import intervention_scatter, learned_graph, roc_curves, rollouts, slot_masks
     from paper_figures import object_counts as counts_figure
 
     run_dir, out_dir = Path(run), Path(out)
@@ -27,6 +29,13 @@ def make_all(run: str, data: str, out: str, object_counts: str | None = None) ->
         made += learned_graph.plot(run, data, 0, str(out_dir / "learned_graph"))
     else:
         print(f"skipping roc_curves and learned_graph: no {run_dir / 'probe_scores.npz'} (run `causal-wm probe`)")
+    examples = run_dir / "examples.npz"
+    if examples.exists():
+        made += rollouts.plot(str(examples), str(out_dir / "rollouts"))
+        if "slot_masks" in np.load(examples).files:
+            made += slot_masks.plot(str(examples), str(out_dir / "slot_masks"))
+    else:
+        print(f"skipping rollouts and slot_masks: no {examples} (run `causal-wm evaluate`)")
     if (run_dir / "intervene.json").exists():
         made += intervention_scatter.plot([str(run_dir / "intervene.json")], str(out_dir / "intervention_scatter"))
     else:

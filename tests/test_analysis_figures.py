@@ -22,6 +22,8 @@ SCRIPTS = [
     "paper_figures/intervention_scatter.py",
     "paper_figures/make_all.py",
     "paper_figures/object_counts.py",
+    "paper_figures/rollouts.py",
+    "paper_figures/slot_masks.py",
 ]
 
 

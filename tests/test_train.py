@@ -255,7 +255,11 @@ def test_quickstart_smoke(tmp_path, capsys):
     assert "effects" in json.loads((out / "run" / "intervene.json").read_text())
     report = (out / "report.md").read_text()
     assert "## Learned interaction graph" in report and "![roc_curves](figures/roc_curves.png)" in report
-    assert (out / "figures" / "roc_curves.png").exists()
+    for name in ("roc_curves", "learned_graph", "rollouts", "slot_masks", "intervention_scatter"):
+        assert (out / "figures" / f"{name}.png").exists(), name
+    examples = np.load(out / "run" / "examples.npz")
+    assert examples["pred_positions"].shape == examples["true_positions"].shape
+    assert examples["slot_masks"].shape[:2] == examples["frames"].shape[:2]
     assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0  # reruns replace its files
     assert main(["quickstart", "--episodes", "0"]) == 2
 
