@@ -434,10 +434,12 @@ def _truth(path: str, data: EpisodeArrays, influence_threshold: float) -> dict[s
     with h5py.File(path, "r") as f:
         out = {"adjacency": f["adjacency"][: data.num_episodes].astype(bool)}
         if "influence" in f:
-            out["influence"] = f["influence"][: data.num_episodes] >= influence_threshold
+            out["influence_raw"] = f["influence"][: data.num_episodes].astype(np.float32)
+            out["influence"] = out["influence_raw"] >= influence_threshold
     n = out["adjacency"].shape[1]
-    for y in out.values():
-        y[:, np.arange(n), np.arange(n)] = False
+    for key in ("adjacency", "influence"):
+        if key in out:
+            out[key][:, np.arange(n), np.arange(n)] = False
     return out
 
 
@@ -567,8 +569,7 @@ def probe(
         match_quality=scores.match_quality.astype(np.float32),
     )
     if "influence" in truth:
-        with __import__("h5py").File(data_path, "r") as f:
-            arrays["influence"] = f["influence"][: data.num_episodes].astype(np.float32)
+        arrays["influence"] = truth["influence_raw"]
     return result, arrays
 
 
