@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from causal_wm import metrics  # noqa: E402
-from causal_wm.interventions import write_json  # noqa: E402
+from causal_wm.config import write_json, write_text  # noqa: E402
 
 KEYS = ("auroc", "ap", "shd", "f1")
 
@@ -135,16 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).exists():
         p.error(f"{args.data} does not exist")
     results = []
-    for run in args.runs:
+    for i, run in enumerate(args.runs):
         print(f"probing {run} on {args.data}", flush=True)
-        results.append(probe_run(run, args.data, args.baselines, args.time_stride))
+        # the baselines depend on the data only: run them with the first run's probe, not once per seed
+        results.append(probe_run(run, args.data, args.baselines if i == 0 else "none", args.time_stride))
     table = summarise(results)
     table["data"] = args.data
     write_json(args.out.with_suffix(".json"), table)
     md = markdown(table, args.title or Path(args.data).stem)
-    tmp = args.out.with_suffix(".md.tmp")
-    tmp.write_text(md)
-    tmp.replace(args.out.with_suffix(".md"))
+    write_text(args.out.with_suffix(".md"), md)
     print(md)
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
     return 0

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from causal_wm import metrics  # noqa: E402
-from causal_wm.interventions import InterventionError, intervene_report, write_json  # noqa: E402
+from causal_wm.config import write_json, write_text  # noqa: E402
+from causal_wm.interventions import InterventionError, intervene_report  # noqa: E402
 
 SUITE = {
     "springs": ["mass[0]*=3", "velocity[0]+=(30,0)", "remove[0]", "cut_spring[SPRING]"],
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     write_json(args.out.with_suffix(".json"), table)
     md = "\n".join(lines) + "\n"
-    args.out.with_suffix(".md").write_text(md)
+    write_text(args.out.with_suffix(".md"), md)
     print(md)
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
     return 0

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from causal_wm import metrics  # noqa: E402
-from causal_wm.interventions import write_json  # noqa: E402
+from causal_wm.config import write_json  # noqa: E402
 
 ROW_KEYS = ("hits_at_1_1", "hits_at_1_5", "hits_at_1_10", "mrr_1", "mrr_10", "auroc", "shd")
 

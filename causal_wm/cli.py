@@ -328,7 +328,8 @@ def _add_intervene(sub) -> None:
 
 
 def cmd_intervene(args) -> int:
-    from causal_wm.interventions import intervene_report, write_json
+    from causal_wm.config import write_json
+    from causal_wm.interventions import intervene_report
 
     out = args.out or args.run / "intervene.json"
     if out.exists() and not args.overwrite:
@@ -461,8 +462,9 @@ def cmd_quickstart(args) -> int:
     with open_dataset(train_h5) as ds:
         print(format_summary(ds.summary()))
 
+    from causal_wm.config import write_json, write_text
     from causal_wm.evaluate import evaluate, write_eval
-    from causal_wm.interventions import intervene_report, write_json
+    from causal_wm.interventions import intervene_report
     from causal_wm.probe import ProbeConfig, probe, write_probe
     from causal_wm.train import TrainConfig, train
 
@@ -486,9 +488,7 @@ def cmd_quickstart(args) -> int:
     figures = make_all(str(run), str(test_h5), str(args.out / "figures"))
     seconds = time.perf_counter() - t0
     text = quickstart_report(result, probed, report, figures, args, seconds)
-    tmp = args.out / ".report.md.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, args.out / "report.md")
+    write_text(args.out / "report.md", text)
     print("summary")
     print(f"  {'horizon':>8} {'Hits@1':>8} {'MRR':>8}")
     for h, hits in result["hits_at_1"].items():

@@ -47,6 +47,27 @@ def to_dict(config) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` atomically (temporary file beside it, then rename): never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON atomically; numpy scalars and arrays become numbers and lists."""
+
+    def default(x):
+        if hasattr(x, "tolist"):
+            return x.tolist()
+        raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+    return write_text(path, json.dumps(obj, indent=2, default=default))
+
+
 def dump_yaml(config, path: str | os.PathLike) -> None:
     """Write ``config`` (a dataclass or a dict) as YAML atomically."""
     path = Path(path)

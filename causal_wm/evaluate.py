@@ -8,7 +8,6 @@ whose slot order is arbitrary). Ranks are accumulated per sample.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from causal_wm import metrics
+from causal_wm.config import write_json
 from causal_wm.train import EpisodeArrays, TrainError, load_run, slot_mask_for
 
 HORIZONS = (1, 5, 10)
@@ -135,14 +135,11 @@ def _examples(model, data: EpisodeArrays, z0, targets: dict, horizon: int, histo
     if data.obs is not None:
         out["frames"] = data.obs[e, t0 : t0 + horizon + 1]
         frames = torch.from_numpy(data.obs[e, : t0 + horizon + 1])  # encoder masks along the episode
-        masks = []
-        prev = None
+        masks, prev = [], None
         for t in range(t0, t0 + horizon + 1):
-            enc = model.encode(frames[:, t - t0 : t + 1], init_slots=prev) if c.encoder == "slots" else None
-            if c.encoder == "slots":
-                prev = enc.slots
-            else:
-                enc = model.encode(frames[:, t - t0 : t + 1])
+            # Slot Attention is chained SAVi-style (the slots of t initialise t+1); prev stays None for the CNN
+            enc = model.encode(frames[:, t - t0 : t + 1], init_slots=prev)
+            prev = enc.slots if c.encoder == "slots" else None
             masks.append(enc.masks)
         out["slot_masks"] = torch.stack(masks, 1).half().numpy()  # (B, H+1, K, h, w)
         if data.masks is not None:
@@ -157,8 +154,4 @@ def write_eval(run: str | os.PathLike, result: dict, name: str = "eval.json") ->
         tmp_npz = Path(run) / ".examples.tmp.npz"
         np.savez_compressed(tmp_npz, **examples)
         os.replace(tmp_npz, Path(run) / "examples.npz")
-    path = Path(run) / name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(run) / name, result)

@@ -58,10 +58,6 @@ class DoSpec:
     step: int
     text: str
 
-    @property
-    def objects(self) -> tuple[int, ...]:
-        return self.index
-
 
 def parse_do(text: str, default_step: int = 0) -> DoSpec:
     """Parse ``'mass[0]*=2'``, ``'velocity[1]=(10,0)'``, ``'velocity[2]+=(5,-5)'``, ``'charge[0]*=-1'``,
@@ -122,7 +118,7 @@ def to_intervention(do_spec: DoSpec, spec: envs.EpisodeSpec, factual: envs.Rollo
         "position": factual.states[s, i, 0:2].astype(float),
     }[do_spec.prop]
     v = np.asarray(do_spec.value, dtype=float)
-    new = {"=": lambda: v + 0 * current, "*=": lambda: current * v, "+=": lambda: current + v}[do_spec.op]()
+    new = {"=": v, "*=": current * v, "+=": current + v}[do_spec.op]
     if do_spec.prop == "mass" and float(new) <= 0:
         raise InterventionError(f"{do_spec.text!r} gives a non-positive mass {float(new)}")
     value = float(new) if do_spec.prop in ("mass", "charge") else tuple(np.broadcast_to(new, 2).tolist())
@@ -178,8 +174,10 @@ def compare_effects(
     horizon: int = 10,
     seed: int = 0,
     steps: int | None = None,
-) -> dict:
-    """Apply ``do_text`` in the simulator and in the model on ``episodes`` sampled episodes; returns the report."""
+) -> tuple[dict, tuple]:
+    """Apply ``do_text`` in the simulator and in the model on ``episodes`` sampled episodes.
+
+    Returns the report and ``(scene, do_spec, spec, factual)`` of the first episode (for the gcm comparison)."""
     from scipy.stats import pearsonr, spearmanr
 
     from causal_wm.probe import match_by_overlap
@@ -192,13 +190,14 @@ def compare_effects(
         raise InterventionError(f"episodes of {steps} frames are too short for step {do_spec.step} + horizon {horizon}")
     images = model.config.uses_images
     rng = np.random.default_rng(seed)
-    per_episode, sim_all, model_all, sign_hits, sign_total = [], [], [], 0, 0
+    per_episode, sim_all, model_all, sign_hits, sign_total, first = [], [], [], 0, 0, None
     for _ in range(episodes):
         spec = scene.sample_spec(rng)
         actions = scene.sample_actions(rng, steps, spec.num_objects)
         factual = scene.rollout(spec, actions, render_frames=images)
         intervention = to_intervention(do_spec, spec, factual)
         treated = scene.rollout(spec, actions, interventions=[intervention], render_frames=images)
+        first = first or (scene, do_spec, spec, factual)
         s, n = do_spec.step, spec.num_objects
         window = slice(s + 1, s + horizon + 1)
         disp = treated.states[window, :n, :2] - factual.states[window, :n, :2]  # (H, N, 2)
@@ -214,7 +213,7 @@ def compare_effects(
         else:
             slot_of = np.arange(n)
         model_effect = np.where(slot_of >= 0, slot_effect[np.maximum(slot_of, 0)], np.nan)
-        others = np.array([i not in do_spec.objects for i in range(n)]) & alive & np.isfinite(model_effect)
+        others = np.array([i not in do_spec.index for i in range(n)]) & alive & np.isfinite(model_effect)
         if model.decoder is not None and not images:
             pf, pt = model.decode_states(f_out["z"][0, 1:]), model.decode_states(t_out["z"][0, 1:])
             model_disp = (pt - pf)[:, :n, :2].detach().numpy()  # (H, N, 2)
@@ -229,13 +228,13 @@ def compare_effects(
                 "num_objects": int(n),
                 "simulator_effect": sim_effect.round(5).tolist(),
                 "model_effect": np.round(model_effect, 5).tolist(),
-                "intervened": list(do_spec.objects),
+                "intervened": list(do_spec.index),
                 "true_graph": factual.adjacency[s, :n, :n].astype(int).tolist(),
             }
         )
     sim_v, mod_v = np.concatenate(sim_all), np.concatenate(model_all)
     enough = len(sim_v) >= 3 and np.ptp(sim_v) > 0 and np.ptp(mod_v) > 0
-    return {
+    report = {
         "do": do_spec.text,
         "property": do_spec.prop,
         "step": do_spec.step,
@@ -248,6 +247,7 @@ def compare_effects(
         "pairs": int(len(sim_v)),
         "per_episode": per_episode,
     }
+    return report, first
 
 
 # ------------------------------------------------------------------------------------------------- dowhy gcm
@@ -462,7 +462,7 @@ def intervene_report(
             f"the run was trained on {model.scene!r}, which is not a causal-wm scene; pass --scene to simulate one"
         )
     report = {"run": str(run)}
-    report["effects"] = compare_effects(
+    report["effects"], (scene, do_spec, spec, factual) = compare_effects(
         model,
         do_text,
         scene_name=scene_name,
@@ -473,12 +473,6 @@ def intervene_report(
         steps=steps,
     )
     if gcm:
-        scene = _scene_of(model, scene_name, config)
-        do_spec = parse_do(do_text, model.config.history - 1 if model.config.uses_images else 0)
-        rng = np.random.default_rng(seed)  # the first episode of compare_effects
-        spec = scene.sample_spec(rng)
-        actions = scene.sample_actions(rng, steps, spec.num_objects)
-        factual = scene.rollout(spec, actions, render_frames=model.config.uses_images)
         probe_json = Path(run) / "probe.json"
         method, threshold, source = "gates", 0.5, "gates >= 0.5 (no probe.json)"
         if probe_json.exists():
@@ -496,16 +490,3 @@ def intervene_report(
         report["gcm"]["learned_graph"] = learned.astype(int).tolist()
         report["gcm"]["true_graph"] = true.astype(int).tolist()
     return report
-
-
-def write_json(path, obj) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    import json
-    import os
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)

@@ -26,7 +26,6 @@ Thresholded metrics (SHD, precision, recall) use a threshold chosen on training 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from causal_wm import metrics
+from causal_wm.config import write_json
 from causal_wm.errors import CausalWMError
 from causal_wm.model import NUM_DIRECTIONS
 from causal_wm.train import EpisodeArrays, load_run, slot_mask_for
@@ -349,16 +349,13 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
     matched = real & (slot_of_object >= 0) & (quality >= cfg.min_match)
     if matching == "identity":
         matched = real.copy()
-    out = {}
-    for m, acc in slot_acc.items():
-        acc = acc / n_times
-        obj = np.full((e_all, n_cap, n_cap), np.nan)
-        for ep in range(e_all):
-            keep = np.flatnonzero(matched[ep])
-            s = slot_of_object[ep, keep]
-            obj[ep][np.ix_(keep, keep)] = acc[ep][np.ix_(s, s)]
-            obj[ep][np.arange(n_cap), np.arange(n_cap)] = np.nan
-        out[m] = obj
+    # Object-order scores: [e, a, b] = slot score of (slot of a, slot of b); NaN unless both are kept and a != b.
+    slot = np.maximum(slot_of_object, 0)  # (E, N), valid where matched
+    pair = matched[:, :, None] & matched[:, None, :] & ~np.eye(n_cap, dtype=bool)[None]
+    ep = np.arange(e_all)[:, None, None]
+    out = {
+        m: np.where(pair, acc[ep, slot[:, :, None], slot[:, None, :]] / n_times, np.nan) for m, acc in slot_acc.items()
+    }
     if c.action_node:
         for e_idx, obj_idx, slot_idx in pushes:
             ok = obj_idx < n_cap
@@ -416,11 +413,11 @@ def score_method(
     return result
 
 
-def thresholds_from(probe: ProbeScores, truth: np.ndarray) -> dict[str, float]:
-    """The F1-maximising decision threshold of each method on these (training) episodes."""
+def thresholds_from(scores: dict[str, np.ndarray], truth: np.ndarray, matched: np.ndarray) -> dict[str, float]:
+    """The F1-maximising decision threshold of each method's (E, N, N) scores on these (training) episodes."""
     out = {}
-    for m, s in probe.scores.items():
-        cs, y, counts = compact(s, truth, probe.matched)
+    for m, s in scores.items():
+        cs, y, counts = compact(s, truth, matched)
         try:
             out[m] = metrics.choose_threshold(cs, y, counts)
         except ValueError:  # no true edge among the training episodes (e.g. billiards against adjacency)
@@ -496,14 +493,15 @@ def probe(
     train_path = train_data or model.train_config.get("data")
     thresholds: dict[str, float] = {}
     threshold_source = None
-    tdata = None
+    tdata = train_truth = None
     if train_path and Path(train_path).exists():
         tinfo = validate(train_path)
         _check_compatible(model, tinfo, train_path)
         n_thr = min(cfg.threshold_episodes, tinfo.num_episodes)
         tdata = EpisodeArrays(train_path, images=model.config.uses_images, episodes=slice(0, n_thr))
         tprobe = extract(model, tdata, cfg)
-        thresholds = thresholds_from(tprobe, _truth(train_path, tdata, cfg.influence_threshold)["adjacency"])
+        train_truth = _truth(train_path, tdata, cfg.influence_threshold)["adjacency"]
+        thresholds = thresholds_from(tprobe.scores, train_truth, tprobe.matched)
         threshold_source = f"{train_path} (first {n_thr} episodes)"
 
     arrays_extra: dict[str, np.ndarray] = {}
@@ -517,17 +515,13 @@ def probe(
 
         result["baselines"] = {}
         real = np.arange(data.states.shape[2])[None] < data.num_objects[:, None]
-        tdata_states = tdata if threshold_source else None
         for b in baselines:
             s = discovery.discover(b, data.states, data.num_objects).astype(np.float64)
             thr = None
-            if tdata_states is not None:
-                ts = discovery.discover(b, tdata_states.states, tdata_states.num_objects).astype(np.float64)
-                treal = np.arange(ts.shape[1])[None] < tdata_states.num_objects[:, None]
-                thr = thresholds_from(
-                    ProbeScores({b: ts}, tdata_states.num_objects, treal, treal.astype(float), "identity"),
-                    _truth(train_path, tdata_states, cfg.influence_threshold)["adjacency"],
-                ).get(b)
+            if tdata is not None:  # the baseline's own threshold, chosen on the same training episodes
+                ts = discovery.discover(b, tdata.states, tdata.num_objects).astype(np.float64)
+                treal = np.arange(ts.shape[1])[None] < tdata.num_objects[:, None]
+                thr = thresholds_from({b: ts}, train_truth, treal).get(b)
             result["baselines"][b] = {"adjacency": score_method(s, truth["adjacency"], real, thr)}
             if "influence" in truth:
                 result["baselines"][b]["influence"] = score_method(s, truth["influence"], real)
@@ -583,14 +577,6 @@ def write_probe(run: str | os.PathLike, result: dict, arrays: dict[str, np.ndarr
                 raise ProbeError(f"{p} exists; pass --overwrite to replace it")
     tmp_npz = run / ".probe_scores.tmp.npz"
     np.savez_compressed(tmp_npz, **arrays)
-    tmp_json = run / ".probe.json.tmp"
-    tmp_json.write_text(json.dumps(result, indent=2, default=_json_default))
     os.replace(tmp_npz, paths[1])
-    os.replace(tmp_json, paths[0])
+    write_json(paths[0], result)
     return paths
-
-
-def _json_default(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
