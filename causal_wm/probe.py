@@ -402,7 +402,8 @@ def score_method(
     scores: np.ndarray, truth: np.ndarray, matched: np.ndarray, threshold: float | None = None
 ) -> dict[str, float | int | None]:
     """Threshold-free (AUROC, AP: pooled and per-episode means) and, with a threshold, thresholded metrics (SHD,
-    precision, recall, F1, accuracy) of one method's scores against a binary truth."""
+    precision, recall, F1, accuracy, and NRI's edge accuracy maximised over relabelings of {edge, no edge}) of one
+    method's scores against a binary truth."""
     s, y, counts = compact(scores, truth, matched)
     result: dict[str, float | int | None] = dict(metrics.graph_scores(s, y, counts))
     result["threshold"] = threshold
@@ -410,7 +411,29 @@ def score_method(
         at = metrics.graph_metrics_at_threshold(s, y, counts, threshold)
         result.update(shd=at["shd_mean"], shd_undirected=at["shd_undirected_mean"])
         result.update({k: at[k] for k in ("precision", "recall", "f1", "accuracy")})
+        real = np.arange(s.shape[1])[None] < counts[:, None]
+        pairs = real[:, :, None] & real[:, None, :] & ~np.eye(s.shape[1], dtype=bool)[None]
+        if pairs.any():
+            result["edge_accuracy_permutation_invariant"] = metrics.permutation_invariant_edge_accuracy(
+                (s >= threshold).astype(int), y.astype(int), 2, pairs
+            )
     return result
+
+
+def learned_digraph(probe_scores: ProbeScores, method: str, episode: int, threshold: float):
+    """The graph ``method`` reads from the model on one episode, as a networkx DiGraph over its kept objects
+    (edge i -> j with attribute ``score`` where the score is at least ``threshold``)."""
+    import networkx as nx
+
+    kept = probe_scores.matched[episode]
+    s = np.where(kept[:, None] & kept[None, :], probe_scores.scores[method][episode], np.nan)
+    g = nx.DiGraph()
+    g.add_nodes_from(int(i) for i in np.flatnonzero(kept))
+    g.add_edges_from(
+        (int(i), int(j), {"score": float(s[i, j])})
+        for i, j in zip(*np.nonzero(np.nan_to_num(s, nan=-np.inf) >= threshold), strict=True)
+    )
+    return g
 
 
 def thresholds_from(scores: dict[str, np.ndarray], truth: np.ndarray, matched: np.ndarray) -> dict[str, float]:

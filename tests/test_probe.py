@@ -116,6 +116,17 @@ def test_scoring_leaves_dropped_objects_out_rather_than_counting_them_as_non_edg
     assert all_in["auroc"] < 1.0 and dropped["auroc"] == 1.0 and dropped["pairs"] == 2
     thresholded = probe.score_method(scores, truth, np.array([[True, True, False]]), threshold=0.5)
     assert thresholded["shd"] == 0 and thresholded["precision"] == 1.0
+    assert thresholded["edge_accuracy_permutation_invariant"] == 1.0
+    # Inverted scores are still perfectly informative under relabeling, but as a directed graph the edge is reversed.
+    inverted = probe.score_method(-scores, truth, np.array([[True, True, False]]), threshold=-0.5)
+    assert inverted["edge_accuracy_permutation_invariant"] == 1.0 and inverted["shd"] == 1
+
+
+def test_learned_digraph_over_kept_objects():
+    scores = np.array([[[np.nan, 0.9, 0.95], [0.2, np.nan, 0.95], [0.1, 0.1, np.nan]]])
+    ps = probe.ProbeScores({"gates": scores}, np.array([3]), np.array([[True, True, False]]), np.ones((1, 3)), "x")
+    g = probe.learned_digraph(ps, "gates", 0, 0.5)
+    assert set(g.nodes) == {0, 1} and list(g.edges) == [(0, 1)] and g.edges[0, 1]["score"] == pytest.approx(0.9)
 
 
 def test_probe_config_refuses_bad_values():
