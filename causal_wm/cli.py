@@ -122,11 +122,22 @@ def _add_train(sub) -> None:
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning-rate schedule")
     p.add_argument("--rollout-steps", type=int, help="H, steps of the multi-step loss")
     p.add_argument("--negatives", choices=["batch", "episode", "both"], help="where negative states come from")
-    p.add_argument("--sparsity", type=float, help="weight of the edge-gate sparsity penalty")
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        help="weight of the edge-gate sparsity penalty (with --graph-context: of the KL to the edge prior)",
+    )
+    p.add_argument("--edge-prior", type=float, help="prior edge probability of an inferred graph (default 0.3)")
     p.add_argument("--num-slots", type=int, help="slots K (default: the dataset's maximum object count)")
     p.add_argument("--slot-dim", type=int, help="slot dimension D")
     p.add_argument("--hidden", type=int, help="transition hidden width")
     p.add_argument("--decoder", action="store_true", help="add a spatial-broadcast decoder and reconstruction loss")
+    p.add_argument(
+        "--graph-context",
+        type=int,
+        help="W >= 2: infer one interaction graph per rollout from the W observations before it (NRI-style edge "
+        "encoder) instead of gating each edge from the current pair of slots (default 0, off)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -145,9 +156,15 @@ def cmd_train(args) -> int:
         "rollout_steps": args.rollout_steps,
         "negatives": args.negatives,
         "sparsity": args.sparsity,
+        "edge_prior": args.edge_prior,
         "threads": args.threads,
     }
-    model = {"num_slots": args.num_slots, "slot_dim": args.slot_dim, "hidden": args.hidden}
+    model = {
+        "num_slots": args.num_slots,
+        "slot_dim": args.slot_dim,
+        "hidden": args.hidden,
+        "graph_context": args.graph_context,
+    }
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:
         model["decoder"] = True

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from causal_wm import metrics
 from causal_wm.config import write_json
-from causal_wm.train import EpisodeArrays, TrainError, load_run, slot_mask_for
+from causal_wm.train import EpisodeArrays, TrainError, encode_window, load_run, slot_mask_for
 
 HORIZONS = (1, 5, 10)
 
@@ -44,6 +44,23 @@ def _encode_all(model, data: EpisodeArrays, t_obs: int, batch: int) -> tuple[tor
 
 
 @torch.no_grad()
+def infer_graphs(model, data: EpisodeArrays, batch: int = 256) -> torch.Tensor | None:
+    """(E, K, K) the graph a model with ``graph_context`` infers from the first W observations of each episode (the
+    context of rollouts that start at observation W - 1); None for other models."""
+    if not model.context_steps:
+        return None
+    c = model.config
+    history = c.history if c.uses_images else 1
+    out = []
+    for a in range(0, data.num_episodes, batch):
+        e = np.arange(a, min(a + batch, data.num_episodes))
+        w = data.window(e, np.zeros(len(e), dtype=np.int64), c.graph_context, history)
+        z, _ = encode_window(model, w, c.graph_context)  # (B, W, K, D)
+        out.append(model.infer_graph(z, slot_mask_for(w["num_objects"], c.num_slots, c.encoder)))
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch: int = 256) -> dict:
     """Evaluate the run on ``data_path``; returns the eval.json content."""
     model = load_run(run)
@@ -51,7 +68,8 @@ def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch
     t_start = time.perf_counter()
     data = EpisodeArrays(data_path, images=c.uses_images)
     history = c.history if c.uses_images else 1
-    t0 = history - 1  # the first full observation
+    ctx = model.context_steps
+    t0 = history - 1 + ctx  # the first full observation (after the graph context, for models with one)
     horizon = max(horizons)
     if data.steps - 1 - t0 < horizon:
         raise TrainError(
@@ -64,16 +82,18 @@ def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch
         raise TrainError(f"{data_path} has {data.info.num_features} state features, the model {c.num_features}")
     torch.set_num_threads(int(model.train_config.get("threads", 2)))
     z0, enc_masks = _encode_all(model, data, t0, batch)  # (E, K, D)
+    graphs = infer_graphs(model, data, batch)  # (E, K, K) or None
     targets = {h: _encode_all(model, data, t0 + h, batch)[0] for h in horizons}
     # Imagine all horizons in one rollout per batch.
     preds = {h: [] for h in horizons}
     e_all = np.arange(data.num_episodes)
     for a in range(0, data.num_episodes, batch):
         e = e_all[a : a + batch]
-        w = data.window(e, np.zeros(len(e), dtype=np.int64), horizon + 1, history)
+        w = data.window(e, np.full(len(e), ctx), horizon + 1, history)
         mask = slot_mask_for(w["num_objects"], c.num_slots, c.encoder)
         positions = w["states"][..., :2] / model.arena_size
-        roll = model.imagine(z0[a : a + batch], w["actions"], positions, mask, decode=False)["z"]
+        gates = None if graphs is None else graphs[a : a + batch]
+        roll = model.imagine(z0[a : a + batch], w["actions"], positions, mask, decode=False, edge_gates=gates)["z"]
         for h in horizons:
             preds[h].append(roll[:, h])
     result = {"hits_at_1": {}, "mrr": {}, "episodes": int(data.num_episodes), "data": str(data_path)}
@@ -100,25 +120,30 @@ def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch
         result["probe_position_error_px"] = probe["error"] * px
         result["probe_r2"] = probe["r2"]
     result["scene_stats"] = data.info.stats
-    examples = _examples(model, data, z0, targets, horizon, history)
+    if graphs is not None:
+        result["graph_context"] = c.graph_context
+    examples = _examples(model, data, z0, targets, horizon, history, graphs)
     result["_examples"] = examples
     result["seconds"] = time.perf_counter() - t_start
     return result
 
 
 @torch.no_grad()
-def _examples(model, data: EpisodeArrays, z0, targets: dict, horizon: int, history: int, count: int = 4) -> dict:
+def _examples(
+    model, data: EpisodeArrays, z0, targets: dict, horizon: int, history: int, graphs=None, count: int = 4
+) -> dict:
     """Arrays for the rollout and slot-mask figures, from the first ``count`` episodes.
 
     Imagined latents are projected to object positions by a ridge map from all slots to all positions, fitted on the
     encoded true latents of every evaluation episode at the evaluated horizons (with a state decoder, decoded)."""
     c = model.config
     e = np.arange(min(count, data.num_episodes))
-    t0 = history - 1
-    w = data.window(e, np.zeros(len(e), dtype=np.int64), horizon + 1, history)
+    t0 = history - 1 + model.context_steps
+    w = data.window(e, np.full(len(e), model.context_steps), horizon + 1, history)
     mask = slot_mask_for(w["num_objects"], c.num_slots, c.encoder)
     positions = w["states"][..., :2] / model.arena_size
-    roll = model.imagine(z0[e], w["actions"], positions, mask, decode=True)
+    gates = None if graphs is None else graphs[e]
+    roll = model.imagine(z0[e], w["actions"], positions, mask, decode=True, edge_gates=gates)
     out = {"true_positions": data.states[e, t0 : t0 + horizon + 1, :, :2], "num_objects": data.num_objects[e]}
     if "states" in roll:
         out["pred_positions"] = roll["states"][..., :2].numpy()
@@ -138,7 +163,7 @@ def _examples(model, data: EpisodeArrays, z0, targets: dict, horizon: int, histo
         masks, prev = [], None
         for t in range(t0, t0 + horizon + 1):
             # Slot Attention is chained SAVi-style (the slots of t initialise t+1); prev stays None for the CNN
-            enc = model.encode(frames[:, t - t0 : t + 1], init_slots=prev)
+            enc = model.encode(frames[:, t - history + 1 : t + 1], init_slots=prev)
             prev = enc.slots if c.encoder == "slots" else None
             masks.append(enc.masks)
         out["slot_masks"] = torch.stack(masks, 1).half().numpy()  # (B, H+1, K, h, w)

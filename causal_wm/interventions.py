@@ -137,31 +137,57 @@ def _scene_of(model, scene_name: str | None, scene_config: dict | None):
     return envs.make_scene(name, **(scene_config or {}))
 
 
-@torch.no_grad()
-def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: np.ndarray):
-    """Encode the observation at ``step`` of ``roll`` and imagine ``horizon`` steps: (H+1, K, D) slots, masks."""
+def first_step(model) -> int:
+    """The first frame a model can be intervened on: it needs ``history`` frames and, with ``graph_context``, the
+    W - 1 observations before it from which it infers its graph."""
     c = model.config
+    return (c.history - 1 if c.uses_images else 0) + model.context_steps
+
+
+@torch.no_grad()
+def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: np.ndarray, cut=()):
+    """Encode the observation at ``step`` of ``roll`` and imagine ``horizon`` steps: (H+1, K, D) slots, masks, slot mask
+    and the inferred graph (a model with ``graph_context`` reads it from the observations up to ``step``; ``cut``
+    pairs (i, j) of a spring cut get gate 0 both ways, the model's side of the graph surgery)."""
+    c = model.config
+    ctx = model.context_steps
+    if step < first_step(model):
+        raise InterventionError(f"this model needs frame {first_step(model)} or later (history and graph context)")
     actions = torch.from_numpy(roll.actions[step : step + horizon]).long()[None]  # (1, H)
     states = torch.from_numpy(roll.states[step : step + horizon + 1])[None]  # (1, H+1, N, F)
     positions = states[..., :2] / model.arena_size
     if c.encoder == "state":
         n = roll.states.shape[1]
-        obs = torch.zeros(1, c.num_slots, c.num_features)
-        obs[0, :n] = torch.from_numpy(roll.states[step])
+        obs = torch.zeros(1 + ctx, c.num_slots, c.num_features)
+        obs[:, :n] = torch.from_numpy(roll.states[step - ctx : step + 1])
         mask = torch.zeros(1, c.num_slots, dtype=torch.bool)
         mask[0, :n] = torch.from_numpy(present)
-        z = model.encode(obs, slot_mask=mask).slots
-        pad = torch.zeros(1, actions.shape[1], c.num_slots, 2)
-        pad[:, :, :n] = positions[:, :-1]
-        out = model.imagine(z, actions, pad, mask)
-        return out, None, mask
-    lo = step - c.history + 1
-    if lo < 0:
-        raise InterventionError(f"an image model needs {c.history} frames: intervene at step >= {c.history - 1}")
-    frames = torch.from_numpy(roll.frames[lo : step + 1])[None]
-    enc = model.encode(frames)
-    out = model.imagine(enc.slots, actions, positions[:, :-1], None, decode=False)
-    return out, enc.masks, None
+        z_ctx = model.encode(obs, slot_mask=mask.expand(1 + ctx, -1)).slots[None]  # (1, 1 + ctx, K, D)
+        pos = torch.zeros(1, actions.shape[1], c.num_slots, 2)
+        pos[:, :, :n] = positions[:, :-1]
+        masks = None
+    else:
+        mask = None
+        frames = torch.from_numpy(roll.frames[step - ctx - c.history + 1 : step + 1])  # (ctx + history, H, W, 3)
+        stacks = frames.unfold(0, c.history, 1).permute(0, 4, 1, 2, 3)  # (1 + ctx, history, H, W, 3)
+        if c.encoder == "slots":
+            prev, slots = None, []
+            for t in range(len(stacks)):
+                enc = model.encode(stacks[t : t + 1], init_slots=prev)
+                prev = enc.slots
+                slots.append(enc.slots)
+            z_ctx = torch.stack(slots, 1)
+        else:
+            enc = model.encode(stacks)
+            z_ctx = enc.slots[None]
+        masks = enc.masks[-1:]
+        pos = positions[:, :-1]
+    gates = model.infer_graph(z_ctx, mask)
+    if gates is not None:
+        for i, j in cut:
+            gates[:, i, j] = gates[:, j, i] = 0.0
+    out = model.imagine(z_ctx[:, -1], actions, pos, mask, edge_gates=gates)
+    return out, masks, mask, gates
 
 
 def compare_effects(
@@ -183,8 +209,7 @@ def compare_effects(
     from causal_wm.probe import match_by_overlap
 
     scene = _scene_of(model, scene_name, scene_config)
-    default_step = model.config.history - 1 if model.config.uses_images else 0
-    do_spec = parse_do(do_text, default_step)
+    do_spec = parse_do(do_text, first_step(model))
     steps = steps or do_spec.step + horizon + 1
     if do_spec.step + horizon >= steps:
         raise InterventionError(f"episodes of {steps} frames are too short for step {do_spec.step} + horizon {horizon}")
@@ -203,8 +228,9 @@ def compare_effects(
         disp = treated.states[window, :n, :2] - factual.states[window, :n, :2]  # (H, N, 2)
         alive = treated.present[s, :n]
         sim_effect = np.linalg.norm(disp, axis=-1).mean(0)  # (N,)
-        f_out, f_masks, _ = _model_rollout(model, factual, s, horizon, factual.present[s, :n])
-        t_out, _, _ = _model_rollout(model, treated, s, horizon, alive)
+        cut = [tuple(do_spec.index)] if do_spec.prop == "cut_spring" else []
+        f_out, f_masks, _, _ = _model_rollout(model, factual, s, horizon, factual.present[s, :n])
+        t_out, _, _, _ = _model_rollout(model, treated, s, horizon, alive, cut=cut)
         zf, zt = f_out["z"][0, 1:], t_out["z"][0, 1:]  # (H, K, D)
         slot_effect = (zt - zf).norm(dim=-1).mean(0).numpy()  # (K,)
         if images:  # slots -> objects by mask overlap on the factual frame
@@ -390,17 +416,16 @@ def learned_graph(model, roll: envs.Rollout, method: str, threshold: float, stri
 
     c = model.config
     n = roll.states.shape[1]
-    start = c.history - 1 if c.uses_images else 0
     total, masks, count = 0.0, [], 0
-    for t in range(start, len(roll.states) - 1, stride):
-        out, enc_masks, mask = _model_rollout(model, roll, t, 1, roll.present[t])
+    for t in range(first_step(model), len(roll.states) - 1, stride):
+        out, enc_masks, mask, gates = _model_rollout(model, roll, t, 1, roll.present[t])
         z = out["z"][:, 0]
         actions = torch.from_numpy(roll.actions[t : t + 1]).long()[None]
         pos = None
         if c.action_node:
             pos = torch.zeros(1, 1, max(n, c.num_slots), 2)
             pos[0, 0, :n] = torch.from_numpy(roll.states[t, :, :2]) / model.arena_size
-        total = total + slot_scores(model, z, actions, pos, mask, (method,))[method][0].numpy()
+        total = total + slot_scores(model, z, actions, pos, mask, (method,), edge_gates=gates)[method][0].numpy()
         if enc_masks is not None:
             masks.append((t, enc_masks))
         count += 1

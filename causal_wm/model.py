@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from causal_wm.decoder import SpatialBroadcastDecoder, StateDecoder
 from causal_wm.encoders import EncoderOutput, ObjectExtractorCNN, SlotAttentionEncoder, StateEncoder
-from causal_wm.transition import TransitionGNN, TransitionOutput
+from causal_wm.transition import GraphInference, TransitionGNN, TransitionOutput
 
 ENCODERS = ("cnn", "slots", "state")
 NUM_DIRECTIONS = 4
@@ -57,12 +57,20 @@ class ModelConfig:
     to the imagined slots, so the transition must predict the objects' motion)."""
     slot_iters: int = 3
     """Slot Attention iterations."""
+    graph_context: int = 0
+    """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
+    edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
+    (C-SWM-style). Rollouts and evaluation then start W - 1 steps later."""
 
     def __post_init__(self):
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         if min(self.num_slots, self.slot_dim, self.hidden, self.history) < 1:
             raise ValueError("num_slots, slot_dim, hidden and history must be positive")
+        if self.graph_context == 1 or self.graph_context < 0:
+            raise ValueError(f"graph_context must be 0 (off) or >= 2 observations, got {self.graph_context}")
+        if self.graph_context and not self.gated:
+            raise ValueError("graph_context infers edge gates; it needs gated=True")
         if self.action_node is None:
             object.__setattr__(self, "action_node", self.encoder == "slots")
         if self.object_actions is None:
@@ -106,6 +114,7 @@ class WorldModel(nn.Module):
             node_action_dim=NODE_ACTION_DIM if c.action_node else 0,
             gated=c.gated,
         )
+        self.graph_inference = GraphInference(c.slot_dim, c.hidden) if c.graph_context else None
         self.decoder: nn.Module | None = None
         if c.decoder and c.uses_images:
             self.decoder = SpatialBroadcastDecoder(c.slot_dim, image_size=c.image_size, hidden=c.encoder_hidden)
@@ -163,11 +172,39 @@ class WorldModel(nn.Module):
             node_action = torch.cat([where * push[:, None], dir_onehot, (~push)[:, None].float()], dim=1)
         return obj_action, node_action
 
+    @property
+    def context_steps(self) -> int:
+        """Observations before a rollout's first one that the graph inference reads (W - 1, or 0)."""
+        return max(self.config.graph_context - 1, 0)
+
+    def infer_graph(self, context: Tensor, slot_mask: Tensor | None = None) -> Tensor | None:
+        """The episode-level gates (B, K, K) from slots ``context`` (B, W, K, D) ending at the rollout's first step;
+        None for a model without ``graph_context`` (its gates come from the current pair of slots)."""
+        if self.graph_inference is None:
+            return None
+        if context.shape[1] != self.config.graph_context:
+            raise ValueError(f"the graph context must hold {self.config.graph_context} steps, got {context.shape[1]}")
+        return self.graph_inference(context, slot_mask)
+
     def transition(
-        self, z: Tensor, actions: Tensor, positions: Tensor | None = None, slot_mask: Tensor | None = None
+        self,
+        z: Tensor,
+        actions: Tensor,
+        positions: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+        edge_gates: Tensor | None = None,
     ) -> TransitionOutput:
+        """One step: ``z`` (B, K, D), integer ``actions`` (B,); ``edge_gates`` (B, K, K) from `infer_graph`, which a
+        model with ``graph_context`` requires."""
+        if self.graph_inference is not None and edge_gates is None:
+            raise ValueError(
+                f"this model infers its graph from {self.config.graph_context} observations: pass "
+                "edge_gates=model.infer_graph(context)"
+            )
         obj_action, node_action = self.action_inputs(actions, positions, z.shape[1])
-        return self.transition_model(z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask)
+        return self.transition_model(
+            z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask, edge_gates=edge_gates
+        )
 
     def imagine(
         self,
@@ -176,15 +213,18 @@ class WorldModel(nn.Module):
         positions: Tensor | None = None,
         slot_mask: Tensor | None = None,
         decode: bool = True,
+        edge_gates: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Roll the latent state forward in imagination.
 
         ``z`` (B, K, D), ``actions`` (B, H) int, ``positions`` (B, H, N, 2) normalised push locations (needed
-        only with an action node). Returns ``z`` (B, H+1, K, D), ``gates`` (B, H, K, K) and, with a decoder,
-        ``frames`` (B, H+1, 3, H_img, W_img)."""
+        only with an action node), ``edge_gates`` (B, K, K) the inferred graph (models with ``graph_context``).
+        Returns ``z`` (B, H+1, K, D), ``gates`` (B, H, K, K) and, with a decoder, ``frames`` (B, H+1, 3, H_img, W_img)
+        or ``states`` (B, H+1, K, 4)."""
         zs, gates = [z], []
         for h in range(actions.shape[1]):
-            out = self.transition(zs[-1], actions[:, h], None if positions is None else positions[:, h], slot_mask)
+            pos = None if positions is None else positions[:, h]
+            out = self.transition(zs[-1], actions[:, h], pos, slot_mask, edge_gates)
             zs.append(zs[-1] + out.delta)
             gates.append(out.gates)
         result = {"z": torch.stack(zs, 1), "gates": torch.stack(gates, 1) if gates else z.new_zeros(0)}

@@ -90,7 +90,9 @@ class ProbeConfig:
 
 
 @torch.no_grad()
-def _jacobian_norms(model, z: torch.Tensor, actions, positions, mask, eps: float = 1e-3) -> torch.Tensor:
+def _jacobian_norms(
+    model, z: torch.Tensor, actions, positions, mask, edge_gates=None, eps: float = 1e-3
+) -> torch.Tensor:
     """(B, K, K) ||d delta_j / d z_i||_F at [b, i, j] by forward differences.
 
     The batch and its K D perturbed copies go through the transition as one batch: on CPU this is several times
@@ -100,7 +102,8 @@ def _jacobian_norms(model, z: torch.Tensor, actions, positions, mask, eps: float
     zz = torch.cat([z[None], z[None] + basis])  # (1 + KD, B, K, D)
     reps = 1 + k * d
     flat = lambda x: None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)  # noqa: E731
-    delta = model.transition(zz.flatten(0, 1), flat(actions), flat(positions), flat(mask)).delta.view(reps, b, k, d)
+    delta = model.transition(zz.flatten(0, 1), flat(actions), flat(positions), flat(mask), flat(edge_gates)).delta
+    delta = delta.view(reps, b, k, d)
     jac = (delta[1:] - delta[:1]).view(k, d, b, k, d) / eps  # (K_i, D_i, B, K_j, D_j)
     out = jac.pow(2).sum((1, 4)).permute(1, 0, 2).sqrt().contiguous()  # (B, K_i, K_j)
     out.diagonal(dim1=1, dim2=2).zero_()
@@ -108,7 +111,9 @@ def _jacobian_norms(model, z: torch.Tensor, actions, positions, mask, eps: float
 
 
 @torch.no_grad()
-def _latent_interventions(model, z, actions, positions, mask, scale: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+def _latent_interventions(
+    model, z, actions, positions, mask, scale: torch.Tensor, signs: torch.Tensor, edge_gates=None
+) -> torch.Tensor:
     """(B, K, K) mean ||z'_j - z_j|| over the imagined steps after perturbing slot i, at [b, i, j].
 
     ``actions`` (B, H), ``positions`` (B, H, N, 2) or None, ``scale`` (D,), ``signs`` (P, D) perturbation patterns."""
@@ -122,7 +127,9 @@ def _latent_interventions(model, z, actions, positions, mask, scale: torch.Tenso
             zz[r, :, i] += signs[p] * scale
             r += 1
     flat = lambda x: None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)  # noqa: E731
-    roll = model.imagine(zz.flatten(0, 1), flat(actions), flat(positions), flat(mask), decode=False)["z"]
+    roll = model.imagine(
+        zz.flatten(0, 1), flat(actions), flat(positions), flat(mask), decode=False, edge_gates=flat(edge_gates)
+    )["z"]
     roll = roll.unflatten(0, (reps, b))[:, :, 1:]  # (R, B, H, K, D) imagined steps only
     change = (roll[1:] - roll[:1]).norm(dim=-1).mean(2)  # (P*K, B, K_j)
     change = change.unflatten(0, (signs.shape[0], k)).mean(0)  # (K_i, B, K_j)
@@ -141,29 +148,33 @@ def slot_scores(
     *,
     scale: torch.Tensor | None = None,
     signs: torch.Tensor | None = None,
+    edge_gates: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Edge scores (B, K, K), [b, i, j] for i -> j, of each method at one time step.
 
     ``z`` (B, K, D) slots, ``actions`` (B, H) int actions from this step on (H >= 1; only the first is used except by
     the latent interventions), ``positions`` (B, H, N, 2) normalised object positions (action node) or None,
     ``slot_mask`` (B, K) or None. ``scale`` (D,) and ``signs`` (P, D) set the latent interventions (default: unit
-    scale, patterns +1 and -1)."""
+    scale, patterns +1 and -1). ``edge_gates`` (B, K, K): the graph a model with ``graph_context`` inferred from the
+    observations up to this step (`WorldModel.infer_graph`); its Jacobian and interventions hold it fixed."""
     out: dict[str, torch.Tensor] = {}
     pos0 = None if positions is None else positions[:, 0]
     if "gates" in methods or "message_norms" in methods:
         with torch.no_grad():
-            tr = model.transition(z, actions[:, 0], pos0, slot_mask)
+            tr = model.transition(z, actions[:, 0], pos0, slot_mask, edge_gates)
         if "gates" in methods:
             out["gates"] = tr.gates
         if "message_norms" in methods:
             out["message_norms"] = tr.message_norms
     if "jacobian" in methods:
-        out["jacobian"] = _jacobian_norms(model, z, actions[:, 0], pos0, slot_mask)
+        out["jacobian"] = _jacobian_norms(model, z, actions[:, 0], pos0, slot_mask, edge_gates)
     if "latent_intervention" in methods:
         d = z.shape[-1]
         scale = z.new_ones(d) if scale is None else scale
         signs = torch.stack([z.new_ones(d), -z.new_ones(d)]) if signs is None else signs
-        out["latent_intervention"] = _latent_interventions(model, z, actions, positions, slot_mask, scale, signs)
+        out["latent_intervention"] = _latent_interventions(
+            model, z, actions, positions, slot_mask, scale, signs, edge_gates
+        )
     if slot_mask is not None:
         pair = slot_mask[:, :, None] & slot_mask[:, None, :]
         out = {name: s.masked_fill(~pair, 0.0) for name, s in out.items()}
@@ -289,7 +300,8 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
     c = model.config
     matching = _resolve_matching(model, data, cfg.matching)
     history = c.history if c.uses_images else 1
-    times = np.arange(history - 1, data.steps - 1, cfg.time_stride)  # needs one action after t
+    ctx = model.context_steps  # a model with graph_context reads the ctx observations before each probed one
+    times = np.arange(history - 1 + ctx, data.steps - 1, cfg.time_stride)  # needs one action after t
     if len(times) == 0:
         raise ProbeError(f"episodes of {data.steps} frames are too short to probe")
     e_all, n_cap = data.num_episodes, data.states.shape[2]
@@ -308,7 +320,12 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
 
     for a in tqdm(range(0, e_all, cfg.batch), disable=not progress, desc="probe"):
         e = np.arange(a, min(a + cfg.batch, e_all))
-        z_all, masks = _encode_times(model, data, e, times)  # (B, L, K, D)
+        if ctx:
+            z_full, masks = _encode_times(model, data, e, np.arange(history - 1, times[-1] + 1))  # every step
+            z_all = z_full[:, times - history + 1]  # (B, L, K, D)
+            masks = None if masks is None else masks[:, times - history + 1]
+        else:
+            z_all, masks = _encode_times(model, data, e, times)  # (B, L, K, D)
         slot_mask = slot_mask_for(torch.from_numpy(data.num_objects[e]), k, c.encoder)
         if scale is None:  # one perturbation size for the whole probe, from the first batch's slots
             flat = z_all.flatten(0, 1)[slot_mask.repeat_interleave(len(times), 0)] if slot_mask is not None else None
@@ -319,12 +336,19 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
             act = torch.from_numpy(data.actions[e[:, None], t + np.arange(h)[None]])  # (B, h)
             pos = torch.from_numpy(data.states[e[:, None], t + np.arange(h)[None], :, :2]) / model.arena_size
             pos = pos if c.action_node else None
-            scores = slot_scores(model, z_all[:, li], act, pos, slot_mask, cfg.methods, scale=scale, signs=signs)
+            edge_gates = None
+            if ctx:
+                now = t - history + 1  # index of t in z_full
+                with torch.no_grad():
+                    edge_gates = model.infer_graph(z_full[:, now - ctx : now + 1], slot_mask)
+            scores = slot_scores(
+                model, z_all[:, li], act, pos, slot_mask, cfg.methods, scale=scale, signs=signs, edge_gates=edge_gates
+            )
             for m, s in scores.items():
                 slot_acc[m][e] += s.numpy()
             if c.action_node:
                 with torch.no_grad():
-                    tr = model.transition(z_all[:, li], act[:, 0], pos[:, 0], slot_mask)
+                    tr = model.transition(z_all[:, li], act[:, 0], pos[:, 0], slot_mask, edge_gates)
                 ag = tr.action_gates.numpy()  # (B, K)
                 pushed = act[:, 0].numpy() > 0
                 obj = (act[:, 0].numpy() - 1) // NUM_DIRECTIONS

@@ -27,7 +27,7 @@ from causal_wm.data import validate
 from causal_wm.errors import TrainError, check_stop
 from causal_wm.losses import NEGATIVES, contrastive_loss
 from causal_wm.model import ENCODERS, WorldModel, config_from_dict
-from causal_wm.transition import sparsity_penalty
+from causal_wm.transition import edge_kl, sparsity_penalty
 
 CHECKPOINT = "checkpoints/last.pt"
 
@@ -59,7 +59,10 @@ class TrainConfig:
     negatives: str = "batch"
     """Negative states: batch (other episodes, C-SWM) or episode (other steps of the same episode)."""
     sparsity: float = 0.0
-    """Weight of the mean edge gate (encourages a sparse learned graph)."""
+    """Weight of the mean edge gate (encourages a sparse learned graph); with ``graph_context``, of the KL divergence
+    of the inferred edge probabilities from Bernoulli(edge_prior) (NRI's prior term)."""
+    edge_prior: float = 0.3
+    """Prior edge probability of the inferred graph (models with ``graph_context``)."""
     recon_weight: float = 1.0
     """Weight of the reconstruction loss (with a decoder)."""
     threads: int = 2
@@ -82,6 +85,8 @@ class TrainConfig:
             raise TrainError("steps, batch size, rollout steps, log and checkpoint intervals must be positive")
         if self.lr <= 0 or self.sigma <= 0 or self.hinge < 0 or self.sparsity < 0:
             raise TrainError("lr and sigma must be positive, hinge and sparsity non-negative")
+        if not 0 < self.edge_prior < 1:
+            raise TrainError(f"edge_prior must lie in (0, 1), got {self.edge_prior}")
 
 
 class EpisodeArrays:
@@ -181,12 +186,22 @@ def encode_window(model: WorldModel, batch: dict[str, torch.Tensor], length: int
 def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainConfig, gen: torch.Generator):
     c = model.config
     length = cfg.rollout_steps + 1
-    z, first = encode_window(model, batch, length)  # (B, L, K, D)
+    ctx = model.context_steps
+    z, first = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D)
     mask = slot_mask_for(batch["num_objects"], c.num_slots, c.encoder)
+    edge_gates = edge_logits = None
+    if ctx:  # the graph is inferred from the observations up to the rollout's first step, which starts ctx later
+        edge_logits, valid = model.graph_inference.logits(z[:, : ctx + 1], mask)
+        edge_gates = model.graph_inference.gates(edge_logits, valid)  # one relaxed sample per rollout
+        z = z[:, ctx:]
+        batch = {k: v[:, ctx:] if k in ("states", "actions", "frames") else v for k, v in batch.items()}
     positions = batch["states"][..., :2] / model.arena_size  # (B, L, N, 2)
     preds, gates, state = [], [], z[:, 0]
     for h in range(cfg.rollout_steps):
-        out = model.transition(state, batch["actions"][:, h], positions[:, h], mask)
+        # The inferred graph learns from one-step predictions only: through longer rollouts a sampled graph's errors
+        # compound, which drives the inference to the deterministic all-edges graph (measured on NRI springs).
+        step_gates = edge_gates if edge_gates is None or h == 0 else edge_gates.detach()
+        out = model.transition(state, batch["actions"][:, h], positions[:, h], mask, step_gates)
         state = state + out.delta
         preds.append(state)
         gates.append(out)
@@ -200,7 +215,10 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         generator=gen,
     )
     loss = parts["loss"]
-    if cfg.sparsity > 0:
+    if cfg.sparsity > 0 and edge_logits is not None:
+        parts["sparsity"] = edge_kl(edge_logits, valid, cfg.edge_prior)
+        loss = loss + cfg.sparsity * parts["sparsity"]
+    elif cfg.sparsity > 0:
         parts["sparsity"] = torch.stack([sparsity_penalty(o, mask) for o in gates]).mean()
         loss = loss + cfg.sparsity * parts["sparsity"]
     if model.decoder is not None and not c.uses_images:
@@ -297,10 +315,13 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
     data = EpisodeArrays(cfg.data, images=cfg.encoder != "state")
     model = build_model(cfg, data)
     history = model.config.history if model.config.uses_images else 1
-    length = cfg.rollout_steps + 1
+    length = model.context_steps + cfg.rollout_steps + 1  # observations per window
     max_start = data.steps - (history - 1) - length
     if max_start < 0:
-        raise TrainError(f"episodes of {data.steps} frames are too short for {cfg.rollout_steps} rollout steps")
+        raise TrainError(
+            f"episodes of {data.steps} frames are too short for {cfg.rollout_steps} rollout steps"
+            + (f" after a graph context of {model.config.graph_context}" if model.context_steps else "")
+        )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)

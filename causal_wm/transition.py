@@ -31,6 +31,10 @@ Actions come in two forms, usable together:
   shared. The action gates show which slot the action acts on, which is needed when slot order is arbitrary
   (Slot Attention, Locatello et al., 2020).
 
+With ``edge_gates`` (B, K, K) the slot edges use the given gates instead of the pair gate MLP: an episode-level graph
+inferred by :class:`GraphInference` from a context window of slots, which a single pair of states cannot reveal when the
+interaction graph is a hidden property of the episode (springs with random connections; NRI, Kipf et al. 2018).
+
 Variable object counts share one batch through ``slot_mask``: edges touching padded slots are dropped before any
 computation and padded slots' deltas are zero, so a padded batch matches running each sample on its real slots alone.
 Samples are batched as one disjoint graph whose complete edge list is built once per (B, K, device) and cached.
@@ -38,10 +42,12 @@ Samples are batched as one disjoint graph whose complete edge list is built once
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
@@ -214,6 +220,7 @@ class TransitionGNN(MessagePassing):
         obj_action: Tensor | None = None,
         node_action: Tensor | None = None,
         slot_mask: Tensor | None = None,
+        edge_gates: Tensor | None = None,
     ) -> TransitionOutput:
         """Predict Δz for slots z (B, K, D).
 
@@ -222,8 +229,15 @@ class TransitionGNN(MessagePassing):
             obj_action: (B, K, obj_action_dim) object-factored action; required iff obj_action_dim > 0.
             node_action: (B, node_action_dim) action-node features; required iff node_action_dim > 0.
             slot_mask: (B, K) bool, True for real slots; None means all slots are real.
+            edge_gates: (B, K, K) gates in [0, 1] of the slot edges (gates[b, i, j]: i -> j), used instead of the
+                pair gate MLP (the action node's edges keep theirs); e.g. from :class:`GraphInference`.
         """
         self._check_inputs(z, obj_action, node_action, slot_mask)
+        if edge_gates is not None and tuple(edge_gates.shape) != (z.shape[0], z.shape[1], z.shape[1]):
+            raise ValueError(
+                f"edge_gates must have shape (B, K, K)={(z.shape[0], z.shape[1], z.shape[1])}, got "
+                f"{tuple(edge_gates.shape)}"
+            )
         batch_size, num_slots, _ = z.shape
         num_nodes = batch_size * num_slots
         graph = self.complete_graph(batch_size, num_slots, z.device)
@@ -249,6 +263,8 @@ class TransitionGNN(MessagePassing):
             edge_in = weights.edge_in(state, node_action)  # (B*K [+ B], H), (B*K, H)
             gate_in = weights.gate_in(state, node_action) if weights.gate_in is not None else None
             hidden, gate = self.edge_updater(edge_index, e=edge_in, g=gate_in, layer=layer)  # (E, H), (E,)
+            if edge_gates is not None:
+                gate = torch.cat([edge_gates.reshape(-1)[dense_index], gate[num_slot_edges:]])
             step = self.propagate(
                 edge_index,
                 hidden=hidden,
@@ -348,6 +364,93 @@ class TransitionGNN(MessagePassing):
                 f"slot_mask must be a bool tensor of shape (B, K)={tuple(z.shape[:2])}, got "
                 f"{slot_mask.dtype} {tuple(slot_mask.shape)}"
             )
+
+
+class GraphInference(nn.Module):
+    """An episode-level interaction graph from a context window of slots: an NRI-style edge encoder (Kipf et al., 2018).
+
+    Whether i acts on j is often a hidden property of the episode (which balls a spring joins), invisible in one pair
+    of states but clear from how j's motion follows i over a few steps. For every directed pair and every step t of
+    the context, a pair MLP reads (z_i(t), z_j(t), Δz_i(t), Δz_j(t)) with Δz(t) = z(t+1) - z(t); its mean over time
+    e_ij summarises the pair's joint motion. As in NRI's node-edge-node step, each receiver j then pools its incoming
+    e_ij into n_j, so that an edge's logit MLP([n_i, n_j, e_ij]) can explain away motion that other senders cause.
+    The first layers are split into sender and receiver halves (one matmul per slot, not per pair).
+
+    In training mode the gates are relaxed Bernoulli samples (binary Concrete, Maddison et al. 2017, as NRI's
+    Gumbel-softmax edges): g = sigmoid((logit + L) / temperature) with logistic noise L. Near-binary samples stop the
+    message MLPs from absorbing a small deterministic gate into larger messages, so a sparsity penalty selects edges
+    instead of shrinking every gate alike. In eval mode the gates are the edge probabilities sigmoid(logit).
+
+    Args:
+        slot_dim: D.
+        hidden: width H of the MLPs.
+        temperature: of the relaxed samples (NRI uses 0.5).
+    """
+
+    def __init__(self, slot_dim: int, hidden: int = 128, temperature: float = 0.5):
+        super().__init__()
+        if min(slot_dim, hidden) < 1 or temperature <= 0:
+            raise ValueError(
+                f"slot_dim and hidden must be >= 1 and temperature > 0, got {slot_dim}, {hidden}, {temperature}"
+            )
+        self.temperature = temperature
+        self.sender = nn.Linear(2 * slot_dim, hidden, bias=False)
+        self.receiver = nn.Linear(2 * slot_dim, hidden)
+        self.pair = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.node = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.edge_sender = nn.Linear(hidden, hidden, bias=False)
+        self.edge_receiver = nn.Linear(hidden, hidden, bias=False)
+        self.edge_pair = nn.Linear(hidden, hidden)
+        self.out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def logits(self, context: Tensor, slot_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Edge logits (B, K, K) of slots ``context`` (B, W, K, D), W >= 2, and the (B, K, K) bool mask of real edges
+        (off-diagonal, both slots real under ``slot_mask`` (B, K))."""
+        if context.dim() != 4 or context.size(1) < 2:
+            raise ValueError(f"context must have shape (B, W >= 2, K, D), got {tuple(context.shape)}")
+        batch_size, _, num_slots, _ = context.shape
+        valid = ~torch.eye(num_slots, dtype=torch.bool, device=context.device)[None]  # (1, K, K)
+        if slot_mask is not None:
+            context = context.masked_fill(~slot_mask[:, None, :, None], 0.0)
+            valid = valid & slot_mask[:, :, None] & slot_mask[:, None, :]  # (B, K, K)
+        valid = valid.expand(batch_size, num_slots, num_slots)
+        z = context[:, :-1]  # (B, T, K, D)
+        node = torch.cat([z, context[:, 1:] - z], dim=-1)  # (B, T, K, 2D)
+        pair = self.pair(self.sender(node)[:, :, :, None] + self.receiver(node)[:, :, None, :])  # (B, T, K, K, H)
+        edge = pair.mean(dim=1)  # (B, K, K, H)
+        weight = valid.to(edge.dtype)[..., None]  # (B, K, K, 1)
+        pooled = (edge * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1)  # (B, K, H): over senders i of j
+        node = self.node(pooled)  # (B, K, H)
+        hidden = self.edge_sender(node)[:, :, None] + self.edge_receiver(node)[:, None, :] + self.edge_pair(edge)
+        return self.out(hidden).squeeze(-1), valid
+
+    def gates(self, logits: Tensor, valid: Tensor, sample: bool | None = None) -> Tensor:
+        """Gates (B, K, K) of `logits`: relaxed Bernoulli samples if ``sample`` (default: in training mode), else the
+        probabilities; 0 where not ``valid``."""
+        if self.training if sample is None else sample:
+            u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+            logits = (logits + torch.log(u) - torch.log1p(-u)) / self.temperature
+        return torch.sigmoid(logits) * valid
+
+    def forward(self, context: Tensor, slot_mask: Tensor | None = None, sample: bool | None = None) -> Tensor:
+        """Gates (B, K, K) in [0, 1], gates[b, i, j] for i -> j, of slots ``context`` (B, W, K, D) with W >= 2.
+
+        ``sample``: relaxed Bernoulli samples instead of probabilities (default: in training mode). The diagonal and
+        edges touching a padded slot (``slot_mask`` (B, K) False) are 0.
+        """
+        return self.gates(*self.logits(context, slot_mask), sample=sample)
+
+
+def edge_kl(logits: Tensor, valid: Tensor, prior: float) -> Tensor:
+    """Mean KL(Bernoulli(sigmoid(logits)) || Bernoulli(prior)) over the ``valid`` edges (scalar): NRI's prior term.
+
+    Unlike a penalty on the mean gate, it grows without bound as an edge probability saturates at 0 or 1, so the
+    inferred graph cannot collapse to all edges on (which a mean-field transition otherwise prefers)."""
+    if not 0 < prior < 1:
+        raise ValueError(f"the edge prior must lie in (0, 1), got {prior}")
+    log_q, log_not_q = F.logsigmoid(logits), F.logsigmoid(-logits)
+    kl = log_q.exp() * (log_q - math.log(prior)) + log_not_q.exp() * (log_not_q - math.log(1 - prior))
+    return (kl * valid).sum() / valid.sum().clamp(min=1)
 
 
 def sparsity_penalty(out: TransitionOutput, slot_mask: Tensor | None = None) -> Tensor:

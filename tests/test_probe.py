@@ -29,7 +29,7 @@ class HandModel(WorldModel):
     def __init__(self):
         super().__init__(ModelConfig(encoder="state", num_slots=4, slot_dim=3, hidden=8, num_features=4))
 
-    def transition(self, z, actions, positions=None, slot_mask=None):
+    def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None):
         gates = A.expand(z.shape[0], 4, 4)
         delta = 0.1 * torch.einsum("ij,bid->bjd", A, z)
         norms = gates * 0.1 * z.norm(dim=-1)[:, :, None]

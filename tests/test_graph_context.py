@@ -1,0 +1,185 @@
+"""Tests for the episode-level graph inference (`GraphInference`, ``ModelConfig.graph_context``): shapes, masking,
+permutation equivariance, relaxed sampling, the transition's ``edge_gates`` and the train -> evaluate -> probe path."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from causal_wm.cli import main
+from causal_wm.model import ModelConfig, WorldModel
+from causal_wm.transition import GraphInference, TransitionGNN
+
+ROOT = Path(__file__).resolve().parents[1]
+D, H = 4, 16
+
+
+def make_inference(seed=0) -> GraphInference:
+    torch.manual_seed(seed)
+    return GraphInference(D, H).eval()
+
+
+def context(batch=3, steps=5, slots=4, seed=1) -> torch.Tensor:
+    return torch.randn(batch, steps, slots, D, generator=torch.Generator().manual_seed(seed))
+
+
+def test_shapes_range_and_zero_diagonal():
+    gates = make_inference()(context())
+    assert gates.shape == (3, 4, 4)
+    assert bool(((gates >= 0) & (gates <= 1)).all())
+    assert torch.count_nonzero(gates.diagonal(dim1=1, dim2=2)) == 0
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert bool((gates[:, off] > 0).all())
+
+
+def test_permutation_equivariance():
+    model, ctx = make_inference(), context()
+    perm = torch.tensor([2, 0, 3, 1])
+    torch.testing.assert_close(model(ctx[:, :, perm]), model(ctx)[:, perm][:, :, perm])
+
+
+def test_padded_slots_change_nothing_and_get_no_edges():
+    model, ctx = make_inference(), context(batch=2, slots=5)
+    mask = torch.tensor([[True, True, True, False, False], [True] * 5])
+    garbage = ctx.clone()
+    garbage[0, :, 3:] = 1e3
+    gates = model(garbage, mask)
+    assert torch.count_nonzero(gates[0, 3:]) == 0 and torch.count_nonzero(gates[0, :, 3:]) == 0
+    alone = model(ctx[:1, :, :3])  # the same sample with only its real slots
+    torch.testing.assert_close(gates[0, :3, :3], alone[0])
+
+
+def test_context_must_have_two_steps():
+    with pytest.raises(ValueError, match="W >= 2"):
+        make_inference()(context(steps=1))
+    with pytest.raises(ValueError, match="temperature"):
+        GraphInference(D, H, temperature=0.0)
+
+
+@torch.no_grad()
+def test_training_mode_samples_relaxed_bernoulli_gates_under_a_seed():
+    model, ctx = make_inference(), context(batch=64)
+    probs = model(ctx)
+    model.train()
+    torch.manual_seed(5)
+    first = model(ctx)
+    torch.manual_seed(5)
+    torch.testing.assert_close(model(ctx), first)  # deterministic under a seed
+    assert not torch.allclose(first, probs)
+    off = ~torch.eye(4, dtype=torch.bool)
+    # Samples are near-binary (temperature 0.5) and their frequency of being "on" follows the probability.
+    assert float(((first[:, off] < 0.1) | (first[:, off] > 0.9)).float().mean()) > 0.5
+    torch.manual_seed(6)
+    on = torch.stack([model(ctx)[:, off] > 0.5 for _ in range(200)]).float().mean(0)
+    assert float((on - probs[:, off]).abs().mean()) < 0.05
+    assert torch.allclose(model(ctx, sample=False), probs)
+
+
+def test_gradients_reach_every_parameter():
+    model = make_inference().train()
+    model(context()).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_transition_uses_given_gates():
+    torch.manual_seed(0)
+    tr = TransitionGNN(D, hidden=H, obj_action_dim=0)
+    z = torch.randn(2, 3, D)
+    gates = torch.zeros(2, 3, 3)
+    gates[:, 0, 1] = 1.0  # only 0 -> 1
+    out = tr(z, edge_gates=gates)
+    torch.testing.assert_close(out.gates, gates)
+    moved = z.clone()
+    moved[:, 0] += 1.0
+    again = tr(moved, edge_gates=gates)
+    assert not torch.allclose(again.delta[:, 1], out.delta[:, 1])  # 1 hears 0
+    torch.testing.assert_close(again.delta[:, 2], out.delta[:, 2])  # 2 hears nobody
+    with pytest.raises(ValueError, match="edge_gates must have shape"):
+        tr(z, edge_gates=torch.zeros(2, 3, 4))
+
+
+def test_model_config_and_transition_need_the_context():
+    with pytest.raises(ValueError, match="graph_context"):
+        ModelConfig(encoder="state", graph_context=1)
+    with pytest.raises(ValueError, match="gated"):
+        ModelConfig(encoder="state", graph_context=3, gated=False)
+    model = WorldModel(ModelConfig(encoder="state", num_slots=3, slot_dim=D, hidden=H, graph_context=3)).eval()
+    assert model.context_steps == 2
+    z = torch.randn(2, 3, D)
+    with pytest.raises(ValueError, match="infer_graph"):
+        model.transition(z, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="3 steps"):
+        model.infer_graph(torch.randn(2, 2, 3, D))
+    gates = model.infer_graph(torch.randn(2, 3, 3, D))
+    roll = model.imagine(z, torch.zeros(2, 4, dtype=torch.long), edge_gates=gates)
+    assert roll["z"].shape == (2, 5, 3, D)
+    torch.testing.assert_close(roll["gates"][:, 0], gates)
+
+
+@pytest.fixture(scope="module")
+def nri_context_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nri_ctx")
+    script = str(ROOT / "analysis" / "nri_springs.py")
+    for name, seed in (("train", 0), ("test", 1)):
+        subprocess.run(
+            [sys.executable, script, "--out", str(root / f"{name}.h5"), "--smoke", "--seed", str(seed)], check=True
+        )
+    run = root / "run"
+    args = ["train", "--data", str(root / "train.h5"), "--encoder", "state", "--out", str(run), "--steps", "4"]
+    args += ["--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--quiet"]
+    assert main(args + ["--decoder", "--graph-context", "4", "--sparsity", "0.1"]) == 0
+    return root
+
+
+def test_train_evaluate_probe_with_a_graph_context(nri_context_run):
+    root = nri_context_run
+    run, test = root / "run", str(root / "test.h5")
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
+    assert main(["evaluate", str(run), "--data", test, "--horizons", "1,5"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert result["graph_context"] == 4 and 0 <= result["hits_at_1"]["5"] <= 1
+    assert main(["probe", str(run), "--data", test, "--quiet"]) == 0
+    raw = np.load(run / "probe_scores.npz")
+    gates = raw["scores_gates"]
+    off = ~np.eye(gates.shape[1], dtype=bool)
+    assert np.isfinite(gates[:, off]).all() and (gates[:, off] > 0).all()
+
+
+def test_graph_context_too_long_for_the_episodes(nri_context_run, tmp_path, capsys):
+    root = nri_context_run
+    args = ["train", "--data", str(root / "train.h5"), "--encoder", "state", "--out", str(tmp_path / "r")]
+    assert main(args + ["--steps", "1", "--graph-context", "200", "--quiet"]) == 2
+    assert "graph context of 200" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def springs_context_run(tmp_path_factory):
+    from causal_wm.config import GenerateConfig
+    from causal_wm.generate import generate
+
+    root = tmp_path_factory.mktemp("springs_ctx")
+    config = GenerateConfig(episodes=6, steps=14, num_objects="3", images=False, influence_steps=0)
+    generate(config, root / "train.h5", progress=False)
+    args = ["train", "--data", str(root / "train.h5"), "--encoder", "state", "--out", str(root / "run"), "--quiet"]
+    args += ["--steps", "2", "--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16"]
+    assert main([*args, "--graph-context", "3"]) == 0
+    return root / "run"
+
+
+def test_intervene_cuts_the_inferred_graph(springs_context_run, capsys):
+    """A spring cut reaches a model with an inferred graph as gate 0 on the cut pair, so the other end's prediction
+    changes; the do() defaults to the first frame with a full context."""
+    run, out = springs_context_run, springs_context_run / "cut.json"
+    args = ["intervene", str(run), "--do", "cut_spring[0,1]", "--episodes", "1", "--horizon", "3", "--no-gcm"]
+    assert main([*args, "--out", str(out)]) == 0
+    effects = json.loads(out.read_text())["effects"]
+    assert effects["step"] == 2
+    assert effects["per_episode"][0]["model_effect"][1] > 0
+    early = run / "early.json"
+    assert main(["intervene", str(run), "--do", "mass[0]*=2@1", "--episodes", "1", "--out", str(early)]) == 2
+    assert "frame 2 or later" in capsys.readouterr().err
+    assert not early.exists()
