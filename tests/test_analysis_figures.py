@@ -169,3 +169,36 @@ def test_roc_curve_is_exact_on_a_hand_case():
 def test_figures_command_needs_a_probed_run(tmp_path, capsys):
     assert main(["figures", "--run", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
     assert "causal-wm probe" in capsys.readouterr().err
+
+
+def run_shell(script, *args):
+    """A bash experiment script with this interpreter's environment first on PATH (causal-wm, python)."""
+    import os
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(["bash", script, *args], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("script", ["analysis/world_model_seeds.sh", "analysis/graph_inference.sh"])
+def test_shell_scripts_have_help_and_refuse_unknown_flags(script):
+    out = run_shell(script, "--help")
+    assert out.returncode == 0 and "--smoke" in out.stdout
+    bad = run_shell(script, "--bogus")
+    assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr
+
+
+def test_world_model_seeds_smoke_trains_and_evaluates():
+    out = run_shell("analysis/world_model_seeds.sh", "--smoke")
+    assert out.returncode == 0, out.stderr
+    written = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("wrote ")]
+    assert {Path(w).parent.name for w in written} == {"springs5__cnn__0", "springs5__state__0"}
+    assert all("hits_at_1" in json.loads(Path(w).read_text()) for w in written)
+
+
+def test_graph_inference_smoke_writes_a_table():
+    out = run_shell("analysis/graph_inference.sh", "--smoke")
+    assert out.returncode == 0, out.stderr
+    assert "| gates |" in out.stdout
+    written = out.stdout.strip().splitlines()[-1].split()[1]
+    table = json.loads(Path(written).read_text())
+    assert len(table["runs"]) == 2 and table["methods"]["gates"]["adjacency_auroc"]["n"] == 2
