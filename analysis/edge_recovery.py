@@ -30,16 +30,18 @@ KEYS = ("auroc", "ap", "shd", "f1")
 
 
 def probe_run(run: Path, data: str, baselines: str, time_stride: int | None) -> dict:
-    """probe.json of ``run`` on ``data``, reusing an existing one made on the same file."""
+    """probe.json of ``run`` on ``data``, reusing an existing one made on the same file with the requested
+    baselines (a probe.json without them is redone, so that no requested row silently goes missing)."""
     from causal_wm.probe import ProbeConfig, probe, write_probe
 
     path = run / "probe.json"
+    names = [] if baselines == "none" else baselines.split(",")
     if path.exists():
         saved = json.loads(path.read_text())
-        if Path(saved.get("data", "")).resolve() == Path(data).resolve():
+        same_data = Path(saved.get("data", "")).resolve() == Path(data).resolve()
+        if same_data and set(names) <= set(saved.get("baselines", {})):
             return saved
     cfg = ProbeConfig() if time_stride is None else ProbeConfig(time_stride=time_stride)
-    names = [] if baselines == "none" else baselines.split(",")
     result, arrays = probe(run, data, cfg, baselines=names)
     write_probe(run, result, arrays, overwrite=True)
     return result
