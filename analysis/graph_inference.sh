@@ -42,7 +42,7 @@ for scene in $SCENES; do
   for seed in $SEEDS; do
     run="$RUNS/${scene}_gc__state__${seed}"
     runs+=("$run")
-    if [ ! -f "$run/metrics.jsonl" ] || [ "$(tail -n 1 "$run/metrics.jsonl" | python -c 'import json,sys; print(json.loads(sys.stdin.read() or "{}").get("step", 0))')" != "$STEPS" ]; then
+    if ! grep -qs "^{\"step\": $STEPS," "$run/metrics.jsonl"; then  # not trained to the end yet
       if [ -f "$run/checkpoints/last.pt" ]; then resume=--resume; else resume=""; fi
       causal-wm train --data "$DATA/${scene}_train.h5" --encoder state --decoder --sparsity 0.05 --negatives both \
         --steps "$STEPS" --seed "$seed" --out "$run" --quiet "${EXTRA[@]}" $resume

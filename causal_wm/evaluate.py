@@ -69,7 +69,7 @@ def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch
     data = EpisodeArrays(data_path, images=c.uses_images)
     history = c.history if c.uses_images else 1
     ctx = model.context_steps
-    t0 = history - 1 + ctx  # the first full observation (after the graph context, for models with one)
+    t0 = model.first_observation  # the first full observation (after the graph context, for models with one)
     horizon = max(horizons)
     if data.steps - 1 - t0 < horizon:
         raise TrainError(
@@ -138,7 +138,7 @@ def _examples(
     encoded true latents of every evaluation episode at the evaluated horizons (with a state decoder, decoded)."""
     c = model.config
     e = np.arange(min(count, data.num_episodes))
-    t0 = history - 1 + model.context_steps
+    t0 = model.first_observation
     w = data.window(e, np.full(len(e), model.context_steps), horizon + 1, history)
     mask = slot_mask_for(w["num_objects"], c.num_slots, c.encoder)
     positions = w["states"][..., :2] / model.arena_size

@@ -33,6 +33,7 @@ import torch
 
 import envs
 from causal_wm.errors import CausalWMError
+from causal_wm.train import encode_window
 from envs.scene import BOX
 
 PROPERTIES = ("mass", "charge", "velocity", "position", "remove", "cut_spring")
@@ -137,13 +138,6 @@ def _scene_of(model, scene_name: str | None, scene_config: dict | None):
     return envs.make_scene(name, **(scene_config or {}))
 
 
-def first_step(model) -> int:
-    """The first frame a model can be intervened on: it needs ``history`` frames and, with ``graph_context``, the
-    W - 1 observations before it from which it infers its graph."""
-    c = model.config
-    return (c.history - 1 if c.uses_images else 0) + model.context_steps
-
-
 @torch.no_grad()
 def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: np.ndarray, cut=()):
     """Encode the observation at ``step`` of ``roll`` and imagine ``horizon`` steps: (H+1, K, D) slots, masks, slot mask
@@ -151,8 +145,10 @@ def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: 
     pairs (i, j) of a spring cut get gate 0 both ways, the model's side of the graph surgery)."""
     c = model.config
     ctx = model.context_steps
-    if step < first_step(model):
-        raise InterventionError(f"this model needs frame {first_step(model)} or later (history and graph context)")
+    if step < model.first_observation:
+        raise InterventionError(
+            f"this model needs frame {model.first_observation} or later (history and graph context)"
+        )
     actions = torch.from_numpy(roll.actions[step : step + horizon]).long()[None]  # (1, H)
     states = torch.from_numpy(roll.states[step : step + horizon + 1])[None]  # (1, H+1, N, F)
     positions = states[..., :2] / model.arena_size
@@ -168,19 +164,9 @@ def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: 
         masks = None
     else:
         mask = None
-        frames = torch.from_numpy(roll.frames[step - ctx - c.history + 1 : step + 1])  # (ctx + history, H, W, 3)
-        stacks = frames.unfold(0, c.history, 1).permute(0, 4, 1, 2, 3)  # (1 + ctx, history, H, W, 3)
-        if c.encoder == "slots":
-            prev, slots = None, []
-            for t in range(len(stacks)):
-                enc = model.encode(stacks[t : t + 1], init_slots=prev)
-                prev = enc.slots
-                slots.append(enc.slots)
-            z_ctx = torch.stack(slots, 1)
-        else:
-            enc = model.encode(stacks)
-            z_ctx = enc.slots[None]
-        masks = enc.masks[-1:]
+        frames = torch.from_numpy(roll.frames[step - ctx - c.history + 1 : step + 1])[None]  # (1, ctx + history, ...)
+        z_ctx, masks = encode_window(model, {"frames": frames}, 1 + ctx)  # (1, 1 + ctx, K, D), (1, 1 + ctx, K, h, w)
+        masks = masks[:, -1]  # the masks at ``step``
         pos = positions[:, :-1]
     gates = model.infer_graph(z_ctx, mask)
     if gates is not None:
@@ -209,7 +195,7 @@ def compare_effects(
     from causal_wm.probe import match_by_overlap
 
     scene = _scene_of(model, scene_name, scene_config)
-    do_spec = parse_do(do_text, first_step(model))
+    do_spec = parse_do(do_text, model.first_observation)
     steps = steps or do_spec.step + horizon + 1
     if do_spec.step + horizon >= steps:
         raise InterventionError(f"episodes of {steps} frames are too short for step {do_spec.step} + horizon {horizon}")
@@ -417,7 +403,7 @@ def learned_graph(model, roll: envs.Rollout, method: str, threshold: float, stri
     c = model.config
     n = roll.states.shape[1]
     total, masks, count = 0.0, [], 0
-    for t in range(first_step(model), len(roll.states) - 1, stride):
+    for t in range(model.first_observation, len(roll.states) - 1, stride):
         out, enc_masks, mask, gates = _model_rollout(model, roll, t, 1, roll.present[t])
         z = out["z"][:, 0]
         actions = torch.from_numpy(roll.actions[t : t + 1]).long()[None]

@@ -177,6 +177,12 @@ class WorldModel(nn.Module):
         """Observations before a rollout's first one that the graph inference reads (W - 1, or 0)."""
         return max(self.config.graph_context - 1, 0)
 
+    @property
+    def first_observation(self) -> int:
+        """The first time step a rollout can start from: image encoders need ``history`` frames, and a model with
+        ``graph_context`` the W - 1 observations before it from which it infers its graph."""
+        return (self.config.history - 1 if self.config.uses_images else 0) + self.context_steps
+
     def infer_graph(self, context: Tensor, slot_mask: Tensor | None = None) -> Tensor | None:
         """The episode-level gates (B, K, K) from slots ``context`` (B, W, K, D) ending at the rollout's first step;
         None for a model without ``graph_context`` (its gates come from the current pair of slots)."""

@@ -301,7 +301,7 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
     matching = _resolve_matching(model, data, cfg.matching)
     history = c.history if c.uses_images else 1
     ctx = model.context_steps  # a model with graph_context reads the ctx observations before each probed one
-    times = np.arange(history - 1 + ctx, data.steps - 1, cfg.time_stride)  # needs one action after t
+    times = np.arange(model.first_observation, data.steps - 1, cfg.time_stride)  # needs one action after t
     if len(times) == 0:
         raise ProbeError(f"episodes of {data.steps} frames are too short to probe")
     e_all, n_cap = data.num_episodes, data.states.shape[2]

@@ -158,8 +158,11 @@ def slot_mask_for(num_objects: torch.Tensor, num_slots: int, encoder: str) -> to
     return torch.arange(num_slots)[None] < num_objects[:, None]
 
 
-def encode_window(model: WorldModel, batch: dict[str, torch.Tensor], length: int) -> tuple[torch.Tensor, Any]:
-    """Encode ``length`` consecutive observations: (B, L, K, D) slots and the encoder output of the first."""
+def encode_window(
+    model: WorldModel, batch: dict[str, torch.Tensor], length: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Encode ``length`` consecutive observations: (B, L, K, D) slots and (B, L, K, h, w) encoder masks (None for the
+    state encoder)."""
     c = model.config
     if c.encoder == "state":
         states = batch["states"]  # (B, L, N, F)
@@ -167,27 +170,27 @@ def encode_window(model: WorldModel, batch: dict[str, torch.Tensor], length: int
         b = states.shape[0]
         flat = states.flatten(0, 1)
         out = model.encode(flat, slot_mask=None if mask is None else mask.repeat_interleave(length, 0))
-        return out.slots.unflatten(0, (b, length)), out
+        return out.slots.unflatten(0, (b, length)), None
     frames = batch["frames"]  # (B, L + history - 1, H, W, 3)
     stacks = frames.unfold(1, c.history, 1).permute(0, 1, 5, 2, 3, 4)  # (B, L, history, H, W, 3)
     if c.encoder == "cnn":
         out = model.encode(stacks.flatten(0, 1))
-        return out.slots.unflatten(0, stacks.shape[:2]), out
+        return out.slots.unflatten(0, stacks.shape[:2]), out.masks.unflatten(0, stacks.shape[:2])
     # Slot Attention: SAVi-style, the slots of step t initialise step t+1 so that slot order is kept in time.
-    slots, first, prev = [], None, None
+    slots, masks, prev = [], [], None
     for t in range(length):
         out = model.encode(stacks[:, t], init_slots=prev)
-        first = first or out
         prev = out.slots
         slots.append(out.slots)
-    return torch.stack(slots, 1), first
+        masks.append(out.masks)
+    return torch.stack(slots, 1), torch.stack(masks, 1)
 
 
 def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainConfig, gen: torch.Generator):
     c = model.config
     length = cfg.rollout_steps + 1
     ctx = model.context_steps
-    z, first = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D)
+    z, _ = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D)
     mask = slot_mask_for(batch["num_objects"], c.num_slots, c.encoder)
     edge_gates = edge_logits = None
     if ctx:  # the graph is inferred from the observations up to the rollout's first step, which starts ctx later

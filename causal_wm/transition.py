@@ -261,7 +261,9 @@ class TransitionGNN(MessagePassing):
         gate_sum = norm_sum = None
         for layer, weights in enumerate(self.rounds):
             edge_in = weights.edge_in(state, node_action)  # (B*K [+ B], H), (B*K, H)
-            gate_in = weights.gate_in(state, node_action) if weights.gate_in is not None else None
+            # Given edge gates replace the pair gate MLP on slot edges: it runs only for the action node's edges.
+            pair_gates = weights.gate_in is not None and (edge_gates is None or node_action is not None)
+            gate_in = weights.gate_in(state, node_action) if pair_gates else None
             hidden, gate = self.edge_updater(edge_index, e=edge_in, g=gate_in, layer=layer)  # (E, H), (E,)
             if edge_gates is not None:
                 gate = torch.cat([edge_gates.reshape(-1)[dense_index], gate[num_slot_edges:]])

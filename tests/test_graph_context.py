@@ -2,9 +2,6 @@
 permutation equivariance, relaxed sampling, the transition's ``edge_gates`` and the train -> evaluate -> probe path."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ from causal_wm.cli import main
 from causal_wm.model import ModelConfig, WorldModel
 from causal_wm.transition import GraphInference, TransitionGNN
 
-ROOT = Path(__file__).resolve().parents[1]
 D, H = 4, 16
 
 
@@ -121,14 +117,10 @@ def test_model_config_and_transition_need_the_context():
 
 
 @pytest.fixture(scope="module")
-def nri_context_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nri_ctx")
-    script = str(ROOT / "analysis" / "nri_springs.py")
-    for name, seed in (("train", 0), ("test", 1)):
-        subprocess.run(
-            [sys.executable, script, "--out", str(root / f"{name}.h5"), "--smoke", "--seed", str(seed)], check=True
-        )
-    run = root / "run"
+def nri_context_run(nri_files):
+    """The state-only NRI-style files and a run with a graph context trained on them (``run_ctx``)."""
+    root = nri_files
+    run = root / "run_ctx"
     args = ["train", "--data", str(root / "train.h5"), "--encoder", "state", "--out", str(run), "--steps", "4"]
     args += ["--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--quiet"]
     assert main(args + ["--decoder", "--graph-context", "4", "--sparsity", "0.1"]) == 0
@@ -137,7 +129,7 @@ def nri_context_run(tmp_path_factory):
 
 def test_train_evaluate_probe_with_a_graph_context(nri_context_run):
     root = nri_context_run
-    run, test = root / "run", str(root / "test.h5")
+    run, test = root / "run_ctx", str(root / "test.h5")
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
     assert main(["evaluate", str(run), "--data", test, "--horizons", "1,5"]) == 0
     result = json.loads((run / "eval.json").read_text())
@@ -149,9 +141,8 @@ def test_train_evaluate_probe_with_a_graph_context(nri_context_run):
     assert np.isfinite(gates[:, off]).all() and (gates[:, off] > 0).all()
 
 
-def test_graph_context_too_long_for_the_episodes(nri_context_run, tmp_path, capsys):
-    root = nri_context_run
-    args = ["train", "--data", str(root / "train.h5"), "--encoder", "state", "--out", str(tmp_path / "r")]
+def test_graph_context_too_long_for_the_episodes(nri_files, tmp_path, capsys):
+    args = ["train", "--data", str(nri_files / "train.h5"), "--encoder", "state", "--out", str(tmp_path / "r")]
     assert main(args + ["--steps", "1", "--graph-context", "200", "--quiet"]) == 2
     assert "graph context of 200" in capsys.readouterr().err
 
@@ -183,3 +174,24 @@ def test_intervene_cuts_the_inferred_graph(springs_context_run, capsys):
     assert main(["intervene", str(run), "--do", "mass[0]*=2@1", "--episodes", "1", "--out", str(early)]) == 2
     assert "frame 2 or later" in capsys.readouterr().err
     assert not early.exists()
+
+
+def test_cnn_with_a_graph_context_trains_evaluates_and_intervenes(tmp_path):
+    """The image path: frames of the context are stacked per step, and the intervention matches slots on the masks
+    of the intervened frame."""
+    from causal_wm.config import GenerateConfig
+    from causal_wm.generate import generate
+
+    generate(GenerateConfig(episodes=4, steps=14, num_objects="3"), tmp_path / "train.h5", progress=False)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(tmp_path / "train.h5"), "--encoder", "cnn", "--out", str(run), "--quiet"]
+    args += ["--steps", "2", "--batch-size", "4", "--rollout-steps", "2", "--hidden", "16", "--graph-context", "3"]
+    assert main(args) == 0
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "train.h5"), "--horizons", "1,5"]) == 0
+    assert json.loads((run / "eval.json").read_text())["graph_context"] == 3
+    out = run / "push.json"
+    do = ["intervene", str(run), "--do", "velocity[0]+=(30,0)", "--episodes", "1", "--horizon", "3", "--no-gcm"]
+    assert main([*do, "--out", str(out)]) == 0
+    effects = json.loads(out.read_text())["effects"]
+    assert effects["step"] == 3  # history 2 and a context of 3: the first full observation is frame 1 + 2
+    assert len(effects["per_episode"][0]["model_effect"]) == 3

@@ -2,9 +2,6 @@
 slots, scoring with dropped objects, and the probe CLI on a state-only file from another simulator."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,8 +12,6 @@ from causal_wm import metrics, probe
 from causal_wm.cli import main
 from causal_wm.model import ModelConfig, WorldModel
 from causal_wm.transition import TransitionOutput
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Object 0 drives 1, 1 drives 2, 3 drives 0; nothing else (a directed graph, i -> j at [i, j]).
 A = torch.zeros(4, 4)
@@ -142,14 +137,9 @@ def test_probe_config_refuses_bad_values():
 
 
 @pytest.fixture(scope="module")
-def nri(tmp_path_factory):
-    """A state-only NRI-style file (x, y, vx, vy; no actions, no images) and a state run trained on it."""
-    root = tmp_path_factory.mktemp("nri")
-    script = str(ROOT / "analysis" / "nri_springs.py")
-    for name, seed in (("train", 0), ("test", 1)):
-        subprocess.run(
-            [sys.executable, script, "--out", str(root / f"{name}.h5"), "--smoke", "--seed", str(seed)], check=True
-        )
+def nri(nri_files):
+    """The state-only NRI-style files and a state run trained on them (``run``)."""
+    root = nri_files
     run = root / "run"
     code = main(
         ["train", "--data", str(root / "train.h5"), "--encoder", "state", "--out", str(run), "--steps", "6"]
