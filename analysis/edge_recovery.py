@@ -68,10 +68,24 @@ def summarise(results: list[dict]) -> dict:
             for key in KEYS
             if value[truth].get(key) is not None
         }
+    actions = [_action_accuracy(r) for r in results if r.get("action_pushes")]
+    if actions:  # runs with an action node: how often each readout's top slot is the pushed object
+        table["action_accuracy"] = {}
+        for readout in actions[0]:
+            values = [a[readout] for a in actions if a.get(readout) is not None]
+            mean, lo, hi = metrics.mean_ci(values)
+            table["action_accuracy"][readout] = {"mean": mean, "ci": [lo, hi], "n": len(values)}
+        table["action_pushes"] = [r["action_pushes"] for r in results if r.get("action_pushes")]
     best = [r["best_method"] for r in results]
     table["best_method"] = max(set(best), key=best.count)
     table["matching"] = [r["matching"] for r in results]
     return table
+
+
+def _action_accuracy(result: dict) -> dict:
+    """probe.json's action-node accuracy per readout (older probes saved one number, the gates')."""
+    value = result["action_accuracy"]
+    return value if isinstance(value, dict) else {"gates": value}
 
 
 def markdown(table: dict, title: str) -> str:
@@ -90,6 +104,9 @@ def markdown(table: dict, title: str) -> str:
     for name, row in rows:
         keys = ("adjacency_auroc", "adjacency_ap", "adjacency_shd", "adjacency_f1", "influence_auroc")
         lines.append(f"| {name} | " + " | ".join(cell(row, k) for k in keys) + " |")
+    if "action_accuracy" in table:
+        lines += ["", "| action node readout | top slot is the pushed object |", "|---|---|"]
+        lines += [f"| {name} | {cell(table['action_accuracy'], name)} |" for name in table["action_accuracy"]]
     lines.append("")
     lines.append("Mean ± half-width of the 95% t-interval over runs; baselines run on the ground-truth states once.")
     return "\n".join(lines) + "\n"

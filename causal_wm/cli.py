@@ -138,6 +138,12 @@ def _add_train(sub) -> None:
         help="W >= 2: infer one interaction graph per rollout from the W observations before it (NRI-style edge "
         "encoder) instead of gating each edge from the current pair of slots (default 0, off)",
     )
+    p.add_argument(
+        "--actions",
+        choices=["object", "node", "both"],
+        help="how actions reach the slots: C-SWM's object-factored input (slot k = object k), an action node with "
+        "learned edges to the slots, or both (default: node for slots, object for cnn and state)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -168,6 +174,9 @@ def cmd_train(args) -> int:
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:
         model["decoder"] = True
+    if args.actions is not None:
+        model["object_actions"] = args.actions in ("object", "both")
+        model["action_node"] = args.actions in ("node", "both")
     info = validate(args.data)
     cfg = TrainConfig(
         data=str(args.data),
@@ -314,10 +323,9 @@ def format_probe(result: dict) -> str:
         f"  best method: {result['best_method']}; slot matching {m['method']} (mean quality {m['mean_quality']:.2f}, "
         f"{m['dropped_objects']} of {m['objects']} objects dropped)"
     )
-    if result.get("action_accuracy") is not None:
-        lines.append(
-            f"  action node on the pushed object: {result['action_accuracy']:.3f} of {result['action_pushes']}"
-        )
+    if result.get("action_pushes"):
+        reads = ", ".join(f"{r} {v:.3f}" for r, v in result["action_accuracy"].items())
+        lines.append(f"  action node on the pushed object ({result['action_pushes']} pushes): {reads}")
     return "\n".join(lines)
 
 

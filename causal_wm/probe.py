@@ -43,6 +43,9 @@ from causal_wm.model import NUM_DIRECTIONS
 from causal_wm.train import EpisodeArrays, load_run, slot_mask_for
 
 METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
+ACTION_READOUTS = ("gates", "message_norms", "intervention")
+"""Readouts of where the action node acts: its edge gates, its message norms, and the change of each slot's predicted
+change when the push is replaced by a no-op."""
 MATCHINGS = ("auto", "identity", "masks", "trajectory")
 
 
@@ -243,7 +246,10 @@ class ProbeScores:
     matched: (E, N) bool, objects that were matched to a slot with enough confidence.
     match_quality: (E, N) mask overlap / R^2 of each object's match (1 for identity).
     action_gates: (E, N) mean action-node gate on each object over its push steps; None without an action node.
-    push_hits / push_steps: (E,) pushes whose highest action gate lies on the pushed object, and pushes probed.
+    push_hits: readout -> (E,) pushes whose top slot by that readout of the action node is the pushed object's slot;
+        readouts (`ACTION_READOUTS`): the action-node gate, the norm of its gated message, and the change of each
+        slot's predicted delta when the push is replaced by a no-op (an intervention on the action).
+    push_steps: (E,) pushes probed.
     """
 
     scores: dict[str, np.ndarray]
@@ -251,7 +257,7 @@ class ProbeScores:
     matched: np.ndarray
     match_quality: np.ndarray
     matching: str
-    push_hits: np.ndarray | None = None
+    push_hits: dict[str, np.ndarray] | None = None
     push_steps: np.ndarray | None = None
 
 
@@ -309,8 +315,8 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
     slot_acc = {m: np.zeros((e_all, k, k)) for m in cfg.methods}
     slot_of_object = np.tile(np.arange(n_cap), (e_all, 1))
     quality = np.ones((e_all, n_cap))
-    pushes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (episode, pushed object, top slot) per push
-    push_hits = np.zeros(e_all, dtype=np.int64)
+    pushes: list[tuple[np.ndarray, np.ndarray, dict]] = []  # (episode, pushed object, readout -> top slot) per push
+    push_hits = {r: np.zeros(e_all, dtype=np.int64) for r in ACTION_READOUTS}
     push_steps = np.zeros(e_all, dtype=np.int64)
     gen = torch.Generator().manual_seed(cfg.seed)
     signs = torch.randint(0, 2, (1, c.slot_dim), generator=gen).float() * 2 - 1
@@ -349,12 +355,17 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
             if c.action_node:
                 with torch.no_grad():
                     tr = model.transition(z_all[:, li], act[:, 0], pos[:, 0], slot_mask, edge_gates)
-                ag = tr.action_gates.numpy()  # (B, K)
+                    noop = model.transition(z_all[:, li], torch.zeros_like(act[:, 0]), pos[:, 0], slot_mask, edge_gates)
+                readouts = {
+                    "gates": tr.action_gates,
+                    "message_norms": tr.action_message_norms,
+                    "intervention": (tr.delta - noop.delta).norm(dim=-1),
+                }  # (B, K) each; padded slots are 0 (gates, norms) or unchanged (intervention)
                 pushed = act[:, 0].numpy() > 0
                 obj = (act[:, 0].numpy() - 1) // NUM_DIRECTIONS
                 push_steps[e] += pushed
-                # the slot with the highest action gate, scored against the pushed object once slots are matched
-                pushes.append((e[pushed], obj[pushed], ag[pushed].argmax(1)))
+                # the top slot of each readout, scored against the pushed object once slots are matched
+                pushes.append((e[pushed], obj[pushed], {r: v.numpy()[pushed].argmax(1) for r, v in readouts.items()}))
         if matching == "masks":
             true = data.masks[e[:, None], times[None]]  # (B, L, H, W)
             up = F.interpolate(masks.flatten(0, 1), size=true.shape[-2:], mode="bilinear", align_corners=False)
@@ -381,10 +392,11 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
         m: np.where(pair, acc[ep, slot[:, :, None], slot[:, None, :]] / n_times, np.nan) for m, acc in slot_acc.items()
     }
     if c.action_node:
-        for e_idx, obj_idx, slot_idx in pushes:
+        for e_idx, obj_idx, top in pushes:
             ok = obj_idx < n_cap
-            hit = slot_of_object[e_idx[ok], obj_idx[ok]] == slot_idx[ok]
-            np.add.at(push_hits, e_idx[ok], hit)
+            slot_pushed = slot_of_object[e_idx[ok], obj_idx[ok]]  # -1 (a miss) for an unmatched object
+            for r, slots in top.items():
+                np.add.at(push_hits[r], e_idx[ok], slot_pushed == slots[ok])
     return ProbeScores(
         scores=out,
         num_objects=data.num_objects.copy(),
@@ -597,7 +609,7 @@ def probe(
     }
     if scores.push_steps is not None:
         total = int(scores.push_steps.sum())
-        result["action_accuracy"] = float(scores.push_hits.sum() / total) if total else None
+        result["action_accuracy"] = {r: float(h.sum() / total) if total else None for r, h in scores.push_hits.items()}
         result["action_pushes"] = total
     result["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
     result["scene_stats"] = info.stats

@@ -27,7 +27,7 @@ from causal_wm.data import validate
 from causal_wm.errors import TrainError, check_stop
 from causal_wm.losses import NEGATIVES, contrastive_loss
 from causal_wm.model import ENCODERS, WorldModel, config_from_dict
-from causal_wm.transition import edge_kl, sparsity_penalty
+from causal_wm.transition import action_sparsity_penalty, edge_kl, sparsity_penalty
 
 CHECKPOINT = "checkpoints/last.pt"
 
@@ -60,7 +60,8 @@ class TrainConfig:
     """Negative states: batch (other episodes, C-SWM) or episode (other steps of the same episode)."""
     sparsity: float = 0.0
     """Weight of the mean edge gate (encourages a sparse learned graph); with ``graph_context``, of the KL divergence
-    of the inferred edge probabilities from Bernoulli(edge_prior) (NRI's prior term)."""
+    of the inferred edge probabilities from Bernoulli(edge_prior) (NRI's prior term). With an action node it also
+    weighs the mean action-node gate, so that the action's edges single out the slot it moves."""
     edge_prior: float = 0.3
     """Prior edge probability of the inferred graph (models with ``graph_context``)."""
     recon_weight: float = 1.0
@@ -224,6 +225,9 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     elif cfg.sparsity > 0:
         parts["sparsity"] = torch.stack([sparsity_penalty(o, mask) for o in gates]).mean()
         loss = loss + cfg.sparsity * parts["sparsity"]
+    if cfg.sparsity > 0 and c.action_node:
+        parts["action_sparsity"] = torch.stack([action_sparsity_penalty(o, mask) for o in gates]).mean()
+        loss = loss + cfg.sparsity * parts["action_sparsity"]
     if model.decoder is not None and not c.uses_images:
         n = model.decoder.num_outputs
         norm = (batch["states"][..., :n] - model.encoder.mean[:n]) / model.encoder.std[:n]  # (B, L, N, n)

@@ -63,12 +63,15 @@ class TransitionOutput:
     gates: (B, K, K) gates[b, i, j] = gate of edge i -> j (i acts on j); 0 on the diagonal and for padded slots.
     message_norms: (B, K, K) L2 norm of the gated message i -> j; 0 on the diagonal and for padded slots.
     action_gates: (B, K) gate of the edge action node -> slot k, 0 for padded slots; None without an action node.
+    action_message_norms: (B, K) L2 norm of the gated message action node -> slot k, 0 for padded slots; None without
+        an action node.
     """
 
     delta: Tensor
     gates: Tensor
     message_norms: Tensor
     action_gates: Tensor | None
+    action_message_norms: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -287,10 +290,13 @@ class TransitionGNN(MessagePassing):
 
         gates, norms = gate_sum / self.layers, norm_sum / self.layers  # (E,)
         dense = z.new_zeros(batch_size * num_slots * num_slots)
-        action_gates = None
+        action_gates = action_norms = None
         if node_action is not None:
-            action_gates = z.new_zeros(num_nodes).index_copy(0, action_edge_index[1], gates[num_slot_edges:])
+            receivers = action_edge_index[1]
+            action_gates = z.new_zeros(num_nodes).index_copy(0, receivers, gates[num_slot_edges:])
             action_gates = action_gates.view(batch_size, num_slots)  # (B, K)
+            action_norms = z.new_zeros(num_nodes).index_copy(0, receivers, norms[num_slot_edges:])
+            action_norms = action_norms.view(batch_size, num_slots)  # (B, K)
         return TransitionOutput(
             delta=delta.view(batch_size, num_slots, self.slot_dim),
             gates=dense.index_copy(0, dense_index, gates[:num_slot_edges]).view(batch_size, num_slots, num_slots),
@@ -298,6 +304,7 @@ class TransitionGNN(MessagePassing):
                 batch_size, num_slots, num_slots
             ),
             action_gates=action_gates,
+            action_message_norms=action_norms,
         )
 
     # PyG suffixes: `_j` is the sender (edge_index[0]) and `_i` the receiver (edge_index[1]), i.e. `e_j` belongs to
@@ -463,3 +470,15 @@ def sparsity_penalty(out: TransitionOutput, slot_mask: Tensor | None = None) -> 
     batch_size, num_slots, _ = out.gates.shape
     counts = slot_mask.sum(dim=1) if slot_mask is not None else out.gates.new_full((batch_size,), num_slots)  # (B,)
     return out.gates.sum() / (counts * (counts - 1)).sum().clamp(min=1)
+
+
+def action_sparsity_penalty(out: TransitionOutput, slot_mask: Tensor | None = None) -> Tensor:
+    """Mean action-node gate over real slots (scalar; 0 without an action node).
+
+    Without it nothing asks the action node to choose: its message MLP alone can tell the pushed slot from the others,
+    and the gates then stay uniform (measured on pushing: 0.44 on every slot, the pushed one at chance). With it only
+    the edge to the slot the action moves is worth keeping open, so the action gates show where the action acts."""
+    if out.action_gates is None:
+        return out.gates.new_zeros(())
+    count = slot_mask.sum() if slot_mask is not None else out.action_gates.new_tensor(out.action_gates.numel())
+    return out.action_gates.sum() / count.clamp(min=1)

@@ -179,7 +179,9 @@ def run_shell(script, *args):
     return subprocess.run(["bash", script, *args], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
-@pytest.mark.parametrize("script", ["analysis/world_model_seeds.sh", "analysis/graph_inference.sh"])
+@pytest.mark.parametrize(
+    "script", ["analysis/world_model_seeds.sh", "analysis/graph_inference.sh", "analysis/action_node.sh"]
+)
 def test_shell_scripts_have_help_and_refuse_unknown_flags(script):
     out = run_shell(script, "--help")
     assert out.returncode == 0 and "--smoke" in out.stdout
@@ -202,3 +204,13 @@ def test_graph_inference_smoke_writes_a_table():
     written = out.stdout.strip().splitlines()[-1].split()[1]
     table = json.loads(Path(written).read_text())
     assert len(table["runs"]) == 2 and table["methods"]["gates"]["adjacency_auroc"]["n"] == 2
+
+
+def test_action_node_smoke_writes_the_action_accuracy_table():
+    out = run_shell("analysis/action_node.sh", "--smoke")
+    assert out.returncode == 0, out.stderr
+    assert "| intervention |" in out.stdout
+    written = out.stdout.strip().splitlines()[-1].split()[1]
+    table = json.loads(Path(written).read_text())
+    assert len(table["runs"]) == 2 and table["action_accuracy"]["gates"]["n"] == 2
+    assert all(0.0 <= v["mean"] <= 1.0 for v in table["action_accuracy"].values())

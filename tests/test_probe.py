@@ -10,7 +10,7 @@ import torch
 
 from causal_wm import metrics, probe
 from causal_wm.cli import main
-from causal_wm.model import ModelConfig, WorldModel
+from causal_wm.model import NUM_DIRECTIONS, ModelConfig, WorldModel
 from causal_wm.transition import TransitionOutput
 
 # Object 0 drives 1, 1 drives 2, 3 drives 0; nothing else (a directed graph, i -> j at [i, j]).
@@ -226,3 +226,39 @@ def test_probe_of_an_image_run_matches_slots_by_masks(tmp_path):
     both = kept[:, :, None] & kept[:, None, :] & off
     assert np.all(np.isfinite(arrays["scores_gates"][both]))
     assert np.all(np.isnan(arrays["scores_gates"][~both]))
+
+
+class PushHandModel(WorldModel):
+    """A model with an action node whose every readout points at slot (pushed object + ``shift``) mod N."""
+
+    def __init__(self, shift):
+        super().__init__(
+            ModelConfig(encoder="state", num_slots=3, slot_dim=2, hidden=8, action_node=True, object_actions=False)
+        )
+        self.shift = shift
+
+    def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None):
+        b, k, _ = z.shape
+        push = actions > 0
+        target = ((actions - 1) // NUM_DIRECTIONS + self.shift) % k
+        hit = torch.nn.functional.one_hot(target, k).float() * push[:, None]  # (B, K)
+        zero = z.new_zeros(b, k, k)
+        return TransitionOutput(z * 0.0 + hit[..., None], zero, zero, 0.1 + 0.8 * hit, 2.0 * hit)
+
+
+@pytest.mark.parametrize("shift, expected", [(0, 1.0), (1, 0.0)])
+def test_action_node_readouts_are_scored_against_the_pushed_object(tmp_path, shift, expected):
+    from causal_wm.config import GenerateConfig
+    from causal_wm.generate import generate
+    from causal_wm.train import EpisodeArrays
+
+    path = tmp_path / "push.h5"
+    options = dict(episodes=4, steps=12, num_objects="3", images=False, influence_steps=0)
+    generate(GenerateConfig(scene="pushing", **options), path, progress=False)
+    data = EpisodeArrays(str(path), images=False)
+    scores = probe.extract(PushHandModel(shift), data, probe.ProbeConfig(methods=("gates",), time_stride=1))
+    times = np.arange(0, data.steps - 1)
+    assert scores.push_steps.sum() == (data.actions[:, times] > 0).sum() > 0
+    assert set(scores.push_hits) == set(probe.ACTION_READOUTS)
+    for readout, hits in scores.push_hits.items():
+        assert hits.sum() / scores.push_steps.sum() == expected, readout

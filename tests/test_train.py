@@ -273,3 +273,26 @@ def test_package_exports_are_lazy():
         "from causal_wm import WorldModel, load_run, metrics; assert callable(load_run) and metrics.hits_at_k"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_actions_choose_how_actions_reach_the_slots_and_probe_reads_the_action_node(tiny, tmp_path, capsys):
+    import yaml
+
+    common = ["--data", str(tiny / "states.h5"), "--encoder", "state", "--steps", "2", "--batch-size", "4"]
+    common += ["--rollout-steps", "1", "--slot-dim", "4", "--hidden", "16", "--quiet", "--sparsity", "0.1"]
+    for actions, node, obj in (("node", True, False), ("both", True, True), ("object", False, True)):
+        run = tmp_path / actions
+        assert main(["train", *common, "--actions", actions, "--out", str(run)]) == 0
+        model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+        assert (model["action_node"], model["object_actions"]) == (node, obj)
+        logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+        assert ("action_sparsity" in logged) == node
+    run = tmp_path / "node"
+    assert main(["probe", str(run), "--data", str(tiny / "states.h5"), "--baselines", "none", "--quiet"]) == 0
+    result = json.loads((run / "probe.json").read_text())
+    assert result["action_pushes"] > 0
+    assert set(result["action_accuracy"]) == {"gates", "message_norms", "intervention"}
+    assert all(0.0 <= v <= 1.0 for v in result["action_accuracy"].values())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *common, "--actions", "telepathy", "--out", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2 and "--actions" in capsys.readouterr().err

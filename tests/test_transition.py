@@ -6,7 +6,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from causal_wm.transition import CompleteGraph, TransitionGNN, TransitionOutput, sparsity_penalty
+from causal_wm.transition import (
+    CompleteGraph,
+    TransitionGNN,
+    TransitionOutput,
+    action_sparsity_penalty,
+    sparsity_penalty,
+)
 
 D, H, A_OBJ, A_NODE = 6, 16, 4, 3
 
@@ -51,11 +57,11 @@ def dense_reference(model: TransitionGNN, z, obj_action, node_action) -> Transit
     )
     incoming = messages.sum(dim=1) + action_messages  # (B, K, H): sum over senders i
     delta = weights.node_mlp(torch.cat([z, obj_action, incoming], dim=-1))
-    return TransitionOutput(delta, gates, messages.norm(dim=-1), action_gates)
+    return TransitionOutput(delta, gates, messages.norm(dim=-1), action_gates, action_messages.norm(dim=-1))
 
 
 def assert_outputs_close(actual: TransitionOutput, expected: TransitionOutput, atol):
-    for name in ("delta", "gates", "message_norms", "action_gates"):
+    for name in ("delta", "gates", "message_norms", "action_gates", "action_message_norms"):
         torch.testing.assert_close(getattr(actual, name), getattr(expected, name), atol=atol, rtol=0, msg=name)
 
 
@@ -64,8 +70,9 @@ def test_shapes_and_optional_action_node():
     out = make_model()(z, obj_action, node_action)
     assert out.delta.shape == (3, 4, D)
     assert out.gates.shape == out.message_norms.shape == (3, 4, 4)
-    assert out.action_gates.shape == (3, 4)
-    assert make_model(node_action_dim=0)(z, obj_action).action_gates is None
+    assert out.action_gates.shape == out.action_message_norms.shape == (3, 4)
+    no_node = make_model(node_action_dim=0)(z, obj_action)
+    assert no_node.action_gates is None and no_node.action_message_norms is None
     assert make_model(obj_action_dim=0, node_action_dim=0)(z).delta.shape == (3, 4, D)
     assert repr(make_model(layers=2)) == (
         "TransitionGNN(slot_dim=6, hidden=16, obj_action_dim=4, node_action_dim=3, gated=True, layers=2)"
@@ -97,6 +104,7 @@ def test_rounds_compose():
         (one.gates + two.gates) / 2,
         (one.message_norms + two.message_norms) / 2,
         (one.action_gates + two.action_gates) / 2,
+        (one.action_message_norms + two.action_message_norms) / 2,
     )
     assert_outputs_close(out, expected, atol=1e-6)
 
@@ -133,6 +141,8 @@ def test_mixed_object_counts_equal_samples_alone(gated, layers):
         torch.testing.assert_close(out.gates[b, :n, :n], alone.gates[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(out.message_norms[b, :n, :n], alone.message_norms[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(out.action_gates[b, :n], alone.action_gates[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.action_message_norms[b, :n], alone.action_message_norms[0], atol=1e-5, rtol=0)
+        assert (out.action_message_norms[b, n:] == 0).all()
     loss = out.delta.square().sum() + sparsity_penalty(out, slot_mask) + out.message_norms.sum()
     loss.backward()
     assert all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())
@@ -150,6 +160,7 @@ def check_equivariance(model: TransitionGNN, num_slots: int, seed: int):
         out.gates[:, perm][:, :, perm],
         out.message_norms[:, perm][:, :, perm],
         out.action_gates[:, perm],
+        out.action_message_norms[:, perm],
     )
     assert_outputs_close(permuted, expected, atol=1e-10)
 
@@ -188,6 +199,29 @@ def test_action_node_gates():
     ungated = make_model(obj_action_dim=0, gated=False)(z, node_action=node_action)
     assert (ungated.action_gates == 1).all()
     assert (ungated.gates == 1 - torch.eye(5)).all()
+
+
+def test_action_sparsity_penalty_is_the_mean_action_gate_over_real_slots():
+    gates = torch.zeros(2, 3, 3)
+    action_gates = torch.tensor([[0.9, 0.3, 0.0], [0.6, 0.5, 0.7]])  # sample 0 has 2 real slots (padding gates are 0)
+    out = TransitionOutput(torch.zeros(2, 3, 1), gates, gates, action_gates)
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    assert action_sparsity_penalty(out, mask).item() == pytest.approx(3.0 / 5)
+    assert action_sparsity_penalty(out).item() == pytest.approx(3.0 / 6)
+    assert action_sparsity_penalty(TransitionOutput(torch.zeros(2, 3, 1), gates, gates, None), mask).item() == 0.0
+    # Its gradient lowers the action gates (and only through the gate MLP).
+    model = make_model(obj_action_dim=0)
+    z, _, node_action = make_inputs(8, 4)
+    before = model(z, node_action=node_action).action_gates
+    action_sparsity_penalty(model(z, node_action=node_action)).backward()
+    touched = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    gate_in = {f"rounds.0.gate_in.{n}" for n in ("action_sender", "receiver", "bias")}
+    assert touched == gate_in | {"rounds.0.gate_out.weight", "rounds.0.gate_out.bias"}
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.1 * p.grad
+    assert (model(z, node_action=node_action).action_gates < before).all()
 
 
 def test_determinism_under_seed():
