@@ -66,7 +66,7 @@ def summarise(results: list[dict]) -> dict:
             for truth in ("adjacency", "influence")
             if truth in value
             for key in KEYS
-            if value[truth].get(key) is not None
+            if value[truth].get(key) is not None and np.isfinite(value[truth][key])
         }
     actions = [_action_accuracy(r) for r in results if r.get("action_pushes")]
     if actions:  # runs with an action node: how often each readout's top slot is the pushed object

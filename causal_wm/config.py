@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,15 +58,23 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def _strict(obj):
+    """``obj`` with numpy scalars and arrays as Python numbers and lists, and NaN and infinities as None."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return _strict(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON atomically; numpy scalars and arrays become numbers and lists."""
-
-    def default(x):
-        if hasattr(x, "tolist"):
-            return x.tolist()
-        raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-    return write_text(path, json.dumps(obj, indent=2, default=default))
+    """Write ``obj`` as indented, strict JSON atomically: numpy scalars and arrays become numbers and lists, and an
+    undefined number (NaN, e.g. the AUROC of a graph without edges) becomes null, which every JSON reader accepts."""
+    return write_text(path, json.dumps(_strict(obj), indent=2, allow_nan=False))
 
 
 def dump_yaml(config, path: str | os.PathLike) -> None:

@@ -360,7 +360,7 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
                     "gates": tr.action_gates,
                     "message_norms": tr.action_message_norms,
                     "intervention": (tr.delta - noop.delta).norm(dim=-1),
-                }  # (B, K) each; padded slots are 0 (gates, norms) or unchanged (intervention)
+                }  # (B, K) each; padded slots score 0
                 pushed = act[:, 0].numpy() > 0
                 obj = (act[:, 0].numpy() - 1) // NUM_DIRECTIONS
                 push_steps[e] += pushed

@@ -432,3 +432,21 @@ def test_window_dataset_refuses_missing_keys(state_only):
 def test_import_does_not_load_torch():
     code = "import sys, causal_wm.data; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_write_json_writes_strict_json(tmp_path):
+    from causal_wm.config import write_json
+
+    obj = {"auroc": float("nan"), "n": np.int64(3), "x": np.float32(np.inf), "v": np.array([1.5, np.nan]), "t": (1, 2)}
+    path = write_json(tmp_path / "r.json", obj)
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "auroc": None,
+        "n": 3,
+        "x": None,
+        "v": [1.5, None],
+        "t": [1, 2],
+    }
