@@ -245,7 +245,6 @@ class ProbeScores:
     scores: method -> (E, N, N) float, [e, i, j] for i -> j; NaN on the diagonal, padding and dropped objects.
     matched: (E, N) bool, objects that were matched to a slot with enough confidence.
     match_quality: (E, N) mask overlap / R^2 of each object's match (1 for identity).
-    action_gates: (E, N) mean action-node gate on each object over its push steps; None without an action node.
     push_hits: readout -> (E,) pushes whose top slot by that readout of the action node is the pushed object's slot;
         readouts (`ACTION_READOUTS`): the action-node gate, the norm of its gated message, and the change of each
         slot's predicted delta when the push is replaced by a no-op (an intervention on the action).

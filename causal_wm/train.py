@@ -61,7 +61,7 @@ class TrainConfig:
     sparsity: float = 0.0
     """Weight of the mean edge gate (encourages a sparse learned graph); with ``graph_context``, of the KL divergence
     of the inferred edge probabilities from Bernoulli(edge_prior) (NRI's prior term). With an action node it also
-    weighs the mean action-node gate, so that the action's edges single out the slot it moves."""
+    weighs the mean action-node gate."""
     edge_prior: float = 0.3
     """Prior edge probability of the inferred graph (models with ``graph_context``)."""
     recon_weight: float = 1.0

@@ -475,9 +475,9 @@ def sparsity_penalty(out: TransitionOutput, slot_mask: Tensor | None = None) -> 
 def action_sparsity_penalty(out: TransitionOutput, slot_mask: Tensor | None = None) -> Tensor:
     """Mean action-node gate over real slots (scalar; 0 without an action node).
 
-    Without it nothing asks the action node to choose: its message MLP alone can tell the pushed slot from the others,
-    and the gates then stay uniform (measured on pushing: 0.44 on every slot, the pushed one at chance). With it only
-    the edge to the slot the action moves is worth keeping open, so the action gates show where the action acts."""
+    Without it nothing asks the action node to choose, and its gates stay uniform (measured on pushing, contrastive
+    loss only: 0.44 on every slot). It is not enough to make the gates a reliable readout, because the node MLP sees
+    z_j and can apply the action to the right slot with every gate open (README, "The action node on pushing")."""
     if out.action_gates is None:
         return out.gates.new_zeros(())
     count = slot_mask.sum() if slot_mask is not None else out.action_gates.new_tensor(out.action_gates.numel())
