@@ -12,6 +12,7 @@
 # whose top slot by each action-node readout is the pushed object, and the slot edges against `influence`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source analysis/lib.sh
 STEPS=${STEPS:-5000}
 SEEDS=${SEEDS:-0 1 2}
 DATA=data RUNS=runs RESULTS=results
@@ -35,11 +36,8 @@ runs=()
 for seed in $SEEDS; do
   run="$RUNS/pushing5_node__state__${seed}"
   runs+=("$run")
-  if ! grep -qs "^{\"step\": $STEPS," "$run/metrics.jsonl"; then  # not trained to the end yet
-    if [ -f "$run/checkpoints/last.pt" ]; then resume=--resume; else resume=""; fi
-    causal-wm train --data "$DATA/pushing5_train.h5" --encoder state --actions node --decoder --sparsity 0.05 \
-      --steps "$STEPS" --seed "$seed" --out "$run" --quiet "${EXTRA[@]}" $resume
-  fi
+  train_to_end "$run" "$STEPS" --data "$DATA/pushing5_train.h5" --encoder state --actions node --decoder \
+    --sparsity 0.05 --seed "$seed" "${EXTRA[@]}"
 done
 python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/pushing5_test.h5" \
   --out "$RESULTS/action_node_pushing5" --baselines none --title "pushing, action node"

@@ -12,6 +12,7 @@
 # Tables: results/edge_recovery_{scene}_gc.{json,md} (mean and 95% CI over seeds; no baselines, see edge_recovery.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source analysis/lib.sh
 STEPS=${STEPS:-5000}
 SEEDS=${SEEDS:-0 1 2}
 SCENES=${SCENES:-nri5 springs5}
@@ -42,11 +43,8 @@ for scene in $SCENES; do
   for seed in $SEEDS; do
     run="$RUNS/${scene}_gc__state__${seed}"
     runs+=("$run")
-    if ! grep -qs "^{\"step\": $STEPS," "$run/metrics.jsonl"; then  # not trained to the end yet
-      if [ -f "$run/checkpoints/last.pt" ]; then resume=--resume; else resume=""; fi
-      causal-wm train --data "$DATA/${scene}_train.h5" --encoder state --decoder --sparsity 0.05 --negatives both \
-        --steps "$STEPS" --seed "$seed" --out "$run" --quiet "${EXTRA[@]}" $resume
-    fi
+    train_to_end "$run" "$STEPS" --data "$DATA/${scene}_train.h5" --encoder state --decoder --sparsity 0.05 \
+      --negatives both --seed "$seed" "${EXTRA[@]}"
   done
   python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/${scene}_test.h5" \
     --out "$RESULTS/edge_recovery_${scene}_gc" --baselines none --title "${scene}, graph context"
