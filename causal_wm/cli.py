@@ -596,9 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from causal_wm.errors import CausalWMError
+    from causal_wm.runtime import keep_freed_memory
     from envs import ConfigError
 
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # about 2x faster transitions on CPU (causal_wm/runtime.py)
     # Ctrl-C and `kill` stop cleanly: temporary files are removed, earlier results are kept.
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

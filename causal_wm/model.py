@@ -199,9 +199,10 @@ class WorldModel(nn.Module):
         positions: Tensor | None = None,
         slot_mask: Tensor | None = None,
         edge_gates: Tensor | None = None,
+        norms: bool = True,
     ) -> TransitionOutput:
         """One step: ``z`` (B, K, D), integer ``actions`` (B,); ``edge_gates`` (B, K, K) from `infer_graph`, which a
-        model with ``graph_context`` requires."""
+        model with ``graph_context`` requires. ``norms=False`` skips the message norms (they come back None)."""
         if self.graph_inference is not None and edge_gates is None:
             raise ValueError(
                 f"this model infers its graph from {self.config.graph_context} observations: pass "
@@ -209,8 +210,48 @@ class WorldModel(nn.Module):
             )
         obj_action, node_action = self.action_inputs(actions, positions, z.shape[1])
         return self.transition_model(
-            z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask, edge_gates=edge_gates
+            z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask, edge_gates=edge_gates, norms=norms
         )
+
+    @torch.no_grad()
+    def jacobian_norms(
+        self,
+        z: Tensor,
+        actions: Tensor,
+        positions: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+        edge_gates: Tensor | None = None,
+        eps: float = 1e-3,
+    ) -> Tensor:
+        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j] by forward differences of `transition` (step ``eps``); 0 on the
+        diagonal. Given ``edge_gates`` are held fixed.
+
+        A one-round transition re-evaluates only each perturbed sender's outgoing edges
+        (`TransitionGNN.sender_sensitivity`). Otherwise the batch and its K D perturbed copies go through `transition`
+        as one batch: on CPU several times faster than K D backward passes, and exact up to O(eps) for the
+        piecewise-linear MLPs."""
+        if self.graph_inference is not None and edge_gates is None:
+            raise ValueError("this model infers its graph: pass edge_gates=model.infer_graph(context)")
+        b, k, d = z.shape
+        if self.transition_model.layers == 1 and type(self).transition is WorldModel.transition:
+            obj_action, node_action = self.action_inputs(actions, positions, k)
+            return self.transition_model.sender_sensitivity(z, obj_action, node_action, slot_mask, edge_gates, eps)
+        reps = 1 + k * d
+        basis = torch.eye(k * d, dtype=z.dtype, device=z.device).view(k * d, 1, k, d) * eps  # (KD, 1, K, D)
+        zz = torch.cat([z[None], z[None] + basis])  # (1 + KD, B, K, D)
+
+        def copies(x):
+            return None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)
+
+        delta = self.transition(
+            zz.flatten(0, 1), copies(actions), copies(positions), copies(slot_mask), copies(edge_gates), norms=False
+        ).delta.view(reps, b, k, d)
+        jac = (delta[1:] - delta[:1]).view(k, d, b, k, d) / eps  # (K_i, D_i, B, K_j, D_j)
+        out = jac.pow(2).sum((1, 4)).permute(1, 0, 2).sqrt().contiguous()  # (B, K_i, K_j)
+        out.diagonal(dim1=1, dim2=2).zero_()
+        if slot_mask is not None:
+            out = out.masked_fill(~(slot_mask[:, :, None] & slot_mask[:, None, :]), 0.0)
+        return out
 
     def imagine(
         self,
@@ -230,7 +271,7 @@ class WorldModel(nn.Module):
         zs, gates = [z], []
         for h in range(actions.shape[1]):
             pos = None if positions is None else positions[:, h]
-            out = self.transition(zs[-1], actions[:, h], pos, slot_mask, edge_gates)
+            out = self.transition(zs[-1], actions[:, h], pos, slot_mask, edge_gates, norms=False)
             zs.append(zs[-1] + out.delta)
             gates.append(out.gates)
         result = {"z": torch.stack(zs, 1), "gates": torch.stack(gates, 1) if gates else z.new_zeros(0)}

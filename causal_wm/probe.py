@@ -93,27 +93,6 @@ class ProbeConfig:
 
 
 @torch.no_grad()
-def _jacobian_norms(
-    model, z: torch.Tensor, actions, positions, mask, edge_gates=None, eps: float = 1e-3
-) -> torch.Tensor:
-    """(B, K, K) ||d delta_j / d z_i||_F at [b, i, j] by forward differences.
-
-    The batch and its K D perturbed copies go through the transition as one batch: on CPU this is several times
-    faster than K D backward passes, and exact up to O(eps) for the piecewise-linear MLPs."""
-    b, k, d = z.shape
-    basis = torch.eye(k * d, dtype=z.dtype).view(k * d, 1, k, d) * eps  # (KD, 1, K, D)
-    zz = torch.cat([z[None], z[None] + basis])  # (1 + KD, B, K, D)
-    reps = 1 + k * d
-    flat = lambda x: None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)  # noqa: E731
-    delta = model.transition(zz.flatten(0, 1), flat(actions), flat(positions), flat(mask), flat(edge_gates)).delta
-    delta = delta.view(reps, b, k, d)
-    jac = (delta[1:] - delta[:1]).view(k, d, b, k, d) / eps  # (K_i, D_i, B, K_j, D_j)
-    out = jac.pow(2).sum((1, 4)).permute(1, 0, 2).sqrt().contiguous()  # (B, K_i, K_j)
-    out.diagonal(dim1=1, dim2=2).zero_()
-    return out
-
-
-@torch.no_grad()
 def _latent_interventions(
     model, z, actions, positions, mask, scale: torch.Tensor, signs: torch.Tensor, edge_gates=None
 ) -> torch.Tensor:
@@ -170,7 +149,7 @@ def slot_scores(
         if "message_norms" in methods:
             out["message_norms"] = tr.message_norms
     if "jacobian" in methods:
-        out["jacobian"] = _jacobian_norms(model, z, actions[:, 0], pos0, slot_mask, edge_gates)
+        out["jacobian"] = model.jacobian_norms(z, actions[:, 0], pos0, slot_mask, edge_gates)
     if "latent_intervention" in methods:
         d = z.shape[-1]
         scale = z.new_ones(d) if scale is None else scale

@@ -19,8 +19,8 @@ Two exact rewrites keep it fast on CPU. The first layer of MLP_e and MLP_g acts 
 a sender and a receiver half, W [z_i, z_j] = W_s z_i + W_r z_j, each applied once per node and gathered per edge. The
 last layer of MLP_e is linear and the aggregation a gated sum, so W_o moves behind the sum (the identity above) and runs
 once per node: per edge only the middle H x H layer is trained, about half the matmul work of the dense formulation.
-The messages themselves are formed only for `message_norms` (one forward matmul per edge; their backward runs only if a
-loss uses the norms).
+The messages themselves are formed only for `message_norms` (one more H x H matmul per edge), and only when asked
+for: training, rollouts and the Jacobian pass ``norms=False``.
 
 Actions come in two forms, usable together:
 
@@ -157,6 +157,22 @@ class _Round(nn.Module):
         )
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch after validation and masking: the edges that survive the slot mask and flattened inputs."""
+
+    batch_size: int
+    num_slots: int
+    num_nodes: int
+    edge_index: Tensor  # (2, E) slot edges, then action-node edges
+    dense_index: Tensor  # (E_slot,) positions in a flattened (B, K, K)
+    action_edge_index: Tensor  # (2, B*K) or fewer with a mask
+    node_mask: Tensor | None  # (B*K,)
+    z: Tensor  # (B, K, D), padding zeroed
+    obj_action: Tensor | None  # (B*K, obj_action_dim)
+    num_slot_edges: int
+
+
 class TransitionGNN(MessagePassing):
     """C-SWM transition GNN with a learned gate on every directed edge (see the module docstring).
 
@@ -217,24 +233,15 @@ class TransitionGNN(MessagePassing):
             self._graphs.move_to_end(key)
         return graph
 
-    def forward(
+    def _prepare(
         self,
         z: Tensor,
-        obj_action: Tensor | None = None,
-        node_action: Tensor | None = None,
-        slot_mask: Tensor | None = None,
-        edge_gates: Tensor | None = None,
-    ) -> TransitionOutput:
-        """Predict Δz for slots z (B, K, D).
-
-        Args:
-            z: (B, K, D) slots.
-            obj_action: (B, K, obj_action_dim) object-factored action; required iff obj_action_dim > 0.
-            node_action: (B, node_action_dim) action-node features; required iff node_action_dim > 0.
-            slot_mask: (B, K) bool, True for real slots; None means all slots are real.
-            edge_gates: (B, K, K) gates in [0, 1] of the slot edges (gates[b, i, j]: i -> j), used instead of the
-                pair gate MLP (the action node's edges keep theirs); e.g. from :class:`GraphInference`.
-        """
+        obj_action: Tensor | None,
+        node_action: Tensor | None,
+        slot_mask: Tensor | None,
+        edge_gates: Tensor | None,
+    ) -> _Prepared:
+        """Validate the inputs, drop the edges of padded slots and zero their inputs."""
         self._check_inputs(z, obj_action, node_action, slot_mask)
         if edge_gates is not None and tuple(edge_gates.shape) != (z.shape[0], z.shape[1], z.shape[1]):
             raise ValueError(
@@ -258,6 +265,99 @@ class TransitionGNN(MessagePassing):
         if node_action is not None:
             edge_index = torch.cat([edge_index, action_edge_index], dim=1)
         obj_action = obj_action.reshape(num_nodes, self.obj_action_dim) if obj_action is not None else None
+
+        return _Prepared(
+            batch_size,
+            num_slots,
+            num_nodes,
+            edge_index,
+            dense_index,
+            action_edge_index,
+            node_mask,
+            z,
+            obj_action,
+            num_slot_edges,
+        )
+
+    @torch.no_grad()
+    def sender_sensitivity(
+        self,
+        z: Tensor,
+        obj_action: Tensor | None = None,
+        node_action: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+        edge_gates: Tensor | None = None,
+        eps: float = 1e-3,
+    ) -> Tensor:
+        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j] by forward differences, for a one-round model.
+
+        Perturbing z_i changes only the messages i -> * (and Δz_i, which is not scored), so each of the D perturbations
+        of a sender re-evaluates its K - 1 outgoing edges and their receivers' node MLP, not the whole graph: about
+        (K - 1) D edge and node evaluations per sample instead of K D (K (K - 1) + K). It equals forward differences
+        through `forward` up to rounding; given ``edge_gates`` are held fixed. 0 on the diagonal and for padded slots.
+        """
+        if self.layers != 1:
+            raise ValueError(f"sender_sensitivity needs a one-round model, this one has {self.layers} rounds")
+        g = self._prepare(z, obj_action, node_action, slot_mask, edge_gates)
+        w = self.rounds[0]
+        state = g.z.reshape(g.num_nodes, self.slot_dim)  # (N, D)
+        edge_in = w.edge_in(state, node_action)
+        pair_gates = w.gate_in is not None and (edge_gates is None or node_action is not None)
+        gate_in = w.gate_in(state, node_action) if pair_gates else None
+        hidden, gate = self.edge_updater(g.edge_index, e=edge_in, g=gate_in, layer=0)  # (E, H), (E,)
+        if edge_gates is not None:
+            gate = torch.cat([edge_gates.reshape(-1)[g.dense_index], gate[g.num_slot_edges :]])
+        receiver_all = g.edge_index[1]
+        summed = scatter(gate[:, None] * hidden, receiver_all, dim=0, dim_size=g.num_nodes, reduce="sum")  # (N, H)
+        gate_total = scatter(gate, receiver_all, dim=0, dim_size=g.num_nodes, reduce="sum")  # (N,)
+        base = self.update(summed, gate_total, state, g.obj_action, 0)  # (N, D)
+
+        sender, receiver = g.edge_index[:, : g.num_slot_edges]  # slot edges i -> j
+        hidden, gate = hidden[: g.num_slot_edges], gate[: g.num_slot_edges]
+        step = eps * w.edge_in.sender.t()  # (D, H): the first layer is linear in z_i
+        pre = edge_in[0][sender, None] + step + edge_in[1][receiver, None]  # (E, D, H)
+        hidden_p = w.edge_hidden(torch.relu(pre))  # (E, D, H)
+        if edge_gates is None and w.gate_in is not None:
+            pre_g = gate_in[0][sender, None] + eps * w.gate_in.sender.t() + gate_in[1][receiver, None]
+            gate_p = torch.sigmoid(w.gate_out(torch.relu(pre_g))).squeeze(-1)  # (E, D)
+        else:
+            gate_p = gate[:, None].expand(-1, self.slot_dim)
+        summed_p = summed[receiver, None] + gate_p[..., None] * hidden_p - (gate[:, None] * hidden)[:, None]
+        total_p = gate_total[receiver, None] + gate_p - gate[:, None]  # (E, D)
+        num_edges, d = summed_p.shape[:2]
+        obj = None if g.obj_action is None else g.obj_action[receiver].repeat_interleave(d, 0)
+        delta_p = self.update(
+            summed_p.reshape(num_edges * d, -1), total_p.reshape(-1), state[receiver].repeat_interleave(d, 0), obj, 0
+        ).view(num_edges, d, self.slot_dim)
+        norm = (delta_p - base[receiver, None]).div(eps).pow(2).sum((1, 2)).sqrt()  # (E,)
+        dense = z.new_zeros(g.batch_size * g.num_slots * g.num_slots)
+        return dense.index_copy(0, g.dense_index, norm).view(g.batch_size, g.num_slots, g.num_slots)
+
+    def forward(
+        self,
+        z: Tensor,
+        obj_action: Tensor | None = None,
+        node_action: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+        edge_gates: Tensor | None = None,
+        norms: bool = True,
+    ) -> TransitionOutput:
+        """Predict Δz for slots z (B, K, D).
+
+        Args:
+            z: (B, K, D) slots.
+            obj_action: (B, K, obj_action_dim) object-factored action; required iff obj_action_dim > 0.
+            node_action: (B, node_action_dim) action-node features; required iff node_action_dim > 0.
+            slot_mask: (B, K) bool, True for real slots; None means all slots are real.
+            edge_gates: (B, K, K) gates in [0, 1] of the slot edges (gates[b, i, j]: i -> j), used instead of the
+                pair gate MLP (the action node's edges keep theirs); e.g. from :class:`GraphInference`.
+            norms: form the per-edge messages for ``message_norms``; False skips that (E, H) x (H, H) matmul and
+                returns None norms (training and rollouts do not need them).
+        """
+        g = self._prepare(z, obj_action, node_action, slot_mask, edge_gates)
+        batch_size, num_slots, num_nodes = g.batch_size, g.num_slots, g.num_nodes
+        edge_index, dense_index, action_edge_index = g.edge_index, g.dense_index, g.action_edge_index
+        node_mask, z, obj_action, num_slot_edges = g.node_mask, g.z, g.obj_action, g.num_slot_edges
 
         state = z.reshape(num_nodes, self.slot_dim)  # (B*K, D)
         delta = torch.zeros_like(state)  # (B*K, D)
@@ -284,25 +384,28 @@ class TransitionGNN(MessagePassing):
                 step = step.masked_fill(~node_mask[:, None], 0.0)
             delta = delta + step
             state = state + step
-            norm = gate * weights.edge_out(hidden).norm(dim=-1)  # (E,)
             gate_sum = gate if gate_sum is None else gate_sum + gate
-            norm_sum = norm if norm_sum is None else norm_sum + norm
+            if norms:
+                norm = gate * weights.edge_out(hidden).norm(dim=-1)  # (E,)
+                norm_sum = norm if norm_sum is None else norm_sum + norm
 
-        gates, norms = gate_sum / self.layers, norm_sum / self.layers  # (E,)
+        gates = gate_sum / self.layers  # (E,)
+        edge_norms = norm_sum / self.layers if norms else None  # (E,)
         dense = z.new_zeros(batch_size * num_slots * num_slots)
         action_gates = action_norms = None
         if node_action is not None:
             receivers = action_edge_index[1]
             action_gates = z.new_zeros(num_nodes).index_copy(0, receivers, gates[num_slot_edges:])
             action_gates = action_gates.view(batch_size, num_slots)  # (B, K)
-            action_norms = z.new_zeros(num_nodes).index_copy(0, receivers, norms[num_slot_edges:])
-            action_norms = action_norms.view(batch_size, num_slots)  # (B, K)
+            if norms:
+                action_norms = z.new_zeros(num_nodes).index_copy(0, receivers, edge_norms[num_slot_edges:])
+                action_norms = action_norms.view(batch_size, num_slots)  # (B, K)
         return TransitionOutput(
             delta=delta.view(batch_size, num_slots, self.slot_dim),
             gates=dense.index_copy(0, dense_index, gates[:num_slot_edges]).view(batch_size, num_slots, num_slots),
-            message_norms=dense.index_copy(0, dense_index, norms[:num_slot_edges]).view(
-                batch_size, num_slots, num_slots
-            ),
+            message_norms=None
+            if edge_norms is None
+            else dense.index_copy(0, dense_index, edge_norms[:num_slot_edges]).view(batch_size, num_slots, num_slots),
             action_gates=action_gates,
             action_message_norms=action_norms,
         )

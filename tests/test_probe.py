@@ -24,7 +24,7 @@ class HandModel(WorldModel):
     def __init__(self):
         super().__init__(ModelConfig(encoder="state", num_slots=4, slot_dim=3, hidden=8, num_features=4))
 
-    def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None):
+    def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None, norms=True):
         gates = A.expand(z.shape[0], 4, 4)
         delta = 0.1 * torch.einsum("ij,bid->bjd", A, z)
         norms = gates * 0.1 * z.norm(dim=-1)[:, :, None]
@@ -55,13 +55,34 @@ def test_finite_difference_jacobian_matches_autograd_on_a_trained_style_model():
     model = WorldModel(ModelConfig(encoder="state", num_slots=3, slot_dim=4, hidden=16, num_features=4)).double()
     z = torch.randn(2, 3, 4, dtype=torch.float64)
     actions = torch.zeros(2, dtype=torch.long)
-    fd = probe._jacobian_norms(model, z, actions, None, None, eps=1e-6)
+    fd = model.jacobian_norms(z, actions, eps=1e-6)
     exact = torch.zeros(2, 3, 3, dtype=torch.float64)
     for b in range(2):
         jac = torch.autograd.functional.jacobian(lambda x: model.transition(x[None], actions[:1]).delta[0], z[b])
         exact[b] = jac.pow(2).sum((1, 3)).sqrt().t()  # jac[j, :, i, :] -> [i, j]
     exact.diagonal(dim1=1, dim2=2).zero_()
     assert torch.allclose(fd, exact, atol=1e-5)
+
+
+def test_jacobian_of_a_multi_round_model_uses_whole_graph_differences():
+    """Deeper transitions take the generic path (K D perturbed copies of the batch); it agrees with autograd."""
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(encoder="state", num_slots=3, slot_dim=4, hidden=16, num_features=4))
+    model.transition_model = type(model.transition_model)(4, hidden=16, obj_action_dim=4, layers=2)
+    model = model.double()
+    z = torch.randn(2, 3, 4, dtype=torch.float64)
+    actions = torch.zeros(2, dtype=torch.long)
+    slot_mask = torch.tensor([[True, True, True], [True, False, True]])
+    fd = model.jacobian_norms(z, actions, slot_mask=slot_mask, eps=1e-6)
+    for b in range(2):
+        jac = torch.autograd.functional.jacobian(
+            lambda x, m=slot_mask[b : b + 1]: model.transition(x[None], actions[:1], slot_mask=m).delta[0], z[b]
+        )
+        exact = jac.pow(2).sum((1, 3)).sqrt().t()
+        exact.diagonal().zero_()
+        exact = exact.masked_fill(~(slot_mask[b, :, None] & slot_mask[b, None, :]), 0.0)
+        assert torch.allclose(fd[b], exact, atol=1e-5)
+    assert fd[1, 1].abs().sum() == 0 and fd[1, :, 1].abs().sum() == 0
 
 
 def test_latent_interventions_see_indirect_effects_over_longer_horizons():
@@ -237,7 +258,7 @@ class PushHandModel(WorldModel):
         )
         self.shift = shift
 
-    def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None):
+    def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None, norms=True):
         b, k, _ = z.shape
         push = actions > 0
         target = ((actions - 1) // NUM_DIRECTIONS + self.shift) % k

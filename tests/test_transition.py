@@ -148,6 +148,54 @@ def test_mixed_object_counts_equal_samples_alone(gated, layers):
     assert all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())
 
 
+def forward_differences(model: TransitionGNN, z, obj_action, node_action, slot_mask, edge_gates, eps):
+    """||d delta_j / d z_i||_F at [b, i, j] by perturbing every coordinate of z through the whole forward pass."""
+    b, k, d = z.shape
+    delta = model(z, obj_action, node_action, slot_mask, edge_gates).delta
+    out = torch.zeros(b, k, k, dtype=z.dtype)
+    for i in range(k):
+        for c in range(d):
+            moved = z.clone()
+            moved[:, i, c] += eps
+            change = (model(moved, obj_action, node_action, slot_mask, edge_gates).delta - delta) / eps  # (B, K, D)
+            out[:, i] += change.pow(2).sum(-1)
+    out = out.sqrt()
+    out.diagonal(dim1=1, dim2=2).zero_()
+    return out.masked_fill(~(slot_mask[:, :, None] & slot_mask[:, None, :]), 0.0)
+
+
+@pytest.mark.parametrize("gated, node, given_gates", [(True, True, False), (False, False, False), (True, True, True)])
+def test_sender_sensitivity_equals_forward_differences_through_the_whole_graph(gated, node, given_gates):
+    """Re-evaluating only the perturbed sender's outgoing edges is exact: perturbing z_i changes no other message
+    that reaches a slot j != i (checked in float64, with padding, the action node and given edge gates)."""
+    model = make_model(gated=gated, node_action_dim=A_NODE if node else 0).double()
+    z, obj_action, node_action = make_inputs(3, 5, dtype=torch.float64)
+    node_action = node_action if node else None
+    slot_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    edge_gates = torch.rand(3, 5, 5, dtype=torch.float64) if given_gates else None
+    fast = model.sender_sensitivity(z, obj_action, node_action, slot_mask, edge_gates, eps=1e-4)
+    slow = forward_differences(model, z, obj_action, node_action, slot_mask, edge_gates, eps=1e-4)
+    torch.testing.assert_close(fast, slow, atol=1e-9, rtol=0)
+    real = slot_mask[:, :, None] & slot_mask[:, None, :] & ~torch.eye(5, dtype=torch.bool)
+    assert (fast[real] > 0).all() and (fast[~real] == 0).all()
+
+
+def test_sender_sensitivity_needs_one_round():
+    z, obj_action, node_action = make_inputs(2, 3)
+    with pytest.raises(ValueError, match="one-round"):
+        make_model(layers=2).sender_sensitivity(z, obj_action, node_action)
+
+
+def test_norms_false_skips_only_the_message_norms():
+    model = make_model()
+    z, obj_action, node_action = make_inputs(3, 4)
+    full = model(z, obj_action, node_action)
+    lean = model(z, obj_action, node_action, norms=False)
+    assert lean.message_norms is None and lean.action_message_norms is None
+    for name in ("delta", "gates", "action_gates"):
+        torch.testing.assert_close(getattr(lean, name), getattr(full, name), atol=0, rtol=0)
+
+
 def check_equivariance(model: TransitionGNN, num_slots: int, seed: int):
     """Permuting slots (with their actions and mask) permutes delta and the rows and columns of the gates."""
     z, obj_action, node_action = make_inputs(3, num_slots, seed=seed, dtype=torch.float64)
