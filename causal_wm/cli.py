@@ -145,6 +145,11 @@ def _add_train(sub) -> None:
         "learned edges to the slots, or both (default: node for slots, object for cnn and state)",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N, or auto (cuda when available); checkpoints load on the CPU either way",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -196,7 +201,7 @@ def cmd_train(args) -> int:
     if args.resume and args.out is None:
         raise TrainError("--resume needs --out RUN_DIR")
     t0 = time.perf_counter()
-    last = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    last = train(cfg, out, resume=args.resume, progress=not args.quiet, device=args.device)
     print(
         f"trained {cfg.steps} steps in {time.perf_counter() - t0:.0f} s; "
         f"final loss {last.get('loss', float('nan')):.4f}; run directory {out}"

@@ -126,9 +126,12 @@ class WorldModel(nn.Module):
     # -- inputs --------------------------------------------------------------------------------------------------
     @staticmethod
     def frames_to_input(frames: Tensor) -> Tensor:
-        """(B, L, H, W, 3) uint8 frames -> (B, 3L, H, W) float in [0, 1]."""
+        """(B, L, H, W, 3) uint8 frames -> (B, 3L, H, W) float in [0, 1], channel 3l + c = colour c of frame l.
+
+        The result is stored channels-last (the frames' own layout, so no transposing copy), which is also the layout
+        in which CPU convolutions are fastest."""
         b, length, h, w, c = frames.shape
-        x = frames.permute(0, 1, 4, 2, 3).reshape(b, length * c, h, w)
+        x = frames.permute(0, 2, 3, 1, 4).reshape(b, h, w, length * c).permute(0, 3, 1, 2)  # NCHW, channels-last
         return x.float().div_(255.0)
 
     def encode(

@@ -156,7 +156,7 @@ def slot_mask_for(num_objects: torch.Tensor, num_slots: int, encoder: str) -> to
     """Padding mask (B, K) for the state encoder; image encoders see every slot."""
     if encoder != "state":
         return None
-    return torch.arange(num_slots)[None] < num_objects[:, None]
+    return torch.arange(num_slots, device=num_objects.device)[None] < num_objects[:, None]
 
 
 def encode_window(
@@ -271,13 +271,35 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {
+def _rng_state(rng: np.random.Generator, gen: torch.Generator, device: torch.device) -> dict:
+    state = {
         "numpy": rng.bit_generator.state,
         "torch": torch.get_rng_state(),
         "negatives": gen.get_state(),
         "python": random.getstate(),
+        "device": str(device),
     }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available) as a torch.device; TrainError if absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise TrainError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from err
+    if device.type not in ("cpu", "cuda"):
+        raise TrainError(f"device {name!r} is not supported; use cpu, cuda, cuda:N or auto")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError(f"device {name!r} was asked for, but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def build_model(cfg: TrainConfig, data: EpisodeArrays) -> WorldModel:
@@ -303,9 +325,15 @@ def build_model(cfg: TrainConfig, data: EpisodeArrays) -> WorldModel:
     return model
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train per ``cfg`` into the run directory ``out``; returns the final logged metrics."""
+def train(
+    cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, progress: bool = True, device: str = "cpu"
+) -> dict:
+    """Train per ``cfg`` into the run directory ``out``; returns the final logged metrics.
+
+    ``device``: cpu, cuda, cuda:N or auto. Checkpoints are written so that `load_run` restores them on the CPU; a run
+    resumes on the kind of device it was trained on (the random streams differ between CPU and CUDA)."""
     out = Path(out)
+    device = resolve_device(device)
     ckpt_path = out / CHECKPOINT
     if resume:
         if not ckpt_path.exists():
@@ -314,13 +342,18 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
         if to_dict(cfg) != saved["train_config"]:
             diff = sorted(k for k, v in to_dict(cfg).items() if saved["train_config"].get(k) != v)
             raise TrainError(f"--resume: the config differs from the run's config.yaml in {diff}")
+        trained_on = torch.device(saved["rng"].get("device", "cpu"))
+        if trained_on.type != device.type:
+            raise TrainError(
+                f"--resume: the run was trained on {trained_on.type}; resume it there (--device {trained_on.type})"
+            )
     elif out.exists() and any(out.iterdir()):
         raise TrainError(f"{out} is not empty; pass --resume to continue that run or choose another --out")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     data = EpisodeArrays(cfg.data, images=cfg.encoder != "state")
-    model = build_model(cfg, data)
+    model = build_model(cfg, data).to(device)
     history = model.config.history if model.config.uses_images else 1
     length = model.context_steps + cfg.rollout_steps + 1  # observations per window
     max_start = data.steps - (history - 1) - length
@@ -331,7 +364,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
         )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(cfg.seed)
     step = 0
     if resume:
         model.load_state_dict(saved["model"])
@@ -340,6 +375,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
         rng.bit_generator.state = saved["rng"]["numpy"]
         torch.set_rng_state(saved["rng"]["torch"])
         gen.set_state(saved["rng"]["negatives"])
+        if device.type == "cuda" and "cuda" in saved["rng"]:
+            torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
         random.setstate(saved["rng"]["python"])
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     full_config = {"train": to_dict(cfg), "model": dataclasses.asdict(model.config)}
@@ -364,7 +401,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
                 check_stop()
                 e = rng.integers(0, data.num_episodes, cfg.batch_size)
                 s = rng.integers(0, max_start + 1, cfg.batch_size)
-                batch = data.window(e, s, length, history)
+                batch = {k: v.to(device, non_blocking=True) for k, v in data.window(e, s, length, history).items()}
                 parts = rollout_loss(model, batch, cfg, gen)
                 if not torch.isfinite(parts["loss"]):
                     raise TrainError(
@@ -400,7 +437,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False, pro
                             "step": step,
                             "config": full_config,
                             "train_config": to_dict(cfg),
-                            "rng": _rng_state(rng, gen),
+                            "rng": _rng_state(rng, gen, device),
                             "arena_size": data.arena,
                             "scene": data.info.scene,
                             "state_features": data.info.state_features,

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ("analysis/benchmarks/generate_throughput.py", "cores"),
         ("analysis/benchmarks/transition_step.py", "cores"),
+        ("analysis/benchmarks/train_step.py", "causal-wm, default 5-step windows"),
         ("analysis/summarize_runs.py", "0.600 ± 0.141"),
     ],
 )

@@ -13,7 +13,7 @@ from causal_wm.evaluate import evaluate
 from causal_wm.generate import generate
 from causal_wm.losses import contrastive_loss, energy
 from causal_wm.model import ModelConfig, WorldModel
-from causal_wm.train import TrainConfig, TrainError, load_run, train
+from causal_wm.train import TrainConfig, TrainError, load_run, resolve_device, train
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +177,30 @@ def test_resume_refuses_a_different_config(tiny, tmp_path):
     train(cfg(tiny, "state", data=str(tiny / "states.h5")), tmp_path / "run", progress=False)
     with pytest.raises(TrainError, match="differs .* \\['lr'\\]"):
         train(cfg(tiny, "state", data=str(tiny / "states.h5"), lr=0.5), tmp_path / "run", resume=True)
+
+
+def test_device_choice_and_its_errors(tiny, tmp_path):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for name, message in (("meta", "not supported"), ("tpu", "unknown device"), ("cuda:99", "CUDA|does not exist")):
+        with pytest.raises(TrainError, match=message):
+            resolve_device(name)
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainError, match="CUDA is not available"):
+            train(cfg(tiny, "state", data=str(tiny / "states.h5")), tmp_path / "gpu", progress=False, device="cuda")
+        assert not (tmp_path / "gpu").exists()  # refused before anything was written
+
+
+def test_resume_refuses_another_kind_of_device(tiny, tmp_path):
+    c = cfg(tiny, "state", data=str(tiny / "states.h5"))
+    train(c, tmp_path / "run", progress=False, device="cpu")
+    path = tmp_path / "run/checkpoints/last.pt"
+    saved = torch.load(path, weights_only=False)
+    assert saved["rng"]["device"] == "cpu"
+    saved["rng"]["device"] = "cuda:0"
+    torch.save(saved, path)
+    with pytest.raises(TrainError, match="trained on cuda; resume it there"):
+        train(c, tmp_path / "run", resume=True, progress=False)
 
 
 def test_mismatched_checkpoint_is_refused(tiny, tmp_path):
