@@ -133,6 +133,12 @@ def _add_train(sub) -> None:
     p.add_argument("--hidden", type=int, help="transition hidden width")
     p.add_argument("--decoder", action="store_true", help="add a spatial-broadcast decoder and reconstruction loss")
     p.add_argument(
+        "--slot-init",
+        choices=["gaussian", "learned"],
+        help="Slot Attention's initial slots: random draws from a learned Gaussian, tracked from frame to frame "
+        "(default), or one learned query per slot, each frame encoded on its own",
+    )
+    p.add_argument(
         "--graph-context",
         type=int,
         help="W >= 2: infer one interaction graph per rollout from the W observations before it (NRI-style edge "
@@ -175,6 +181,7 @@ def cmd_train(args) -> int:
         "slot_dim": args.slot_dim,
         "hidden": args.hidden,
         "graph_context": args.graph_context,
+        "slot_init": args.slot_init,
     }
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:

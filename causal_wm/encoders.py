@@ -53,6 +53,10 @@ def position_grid(height: int, width: int) -> Tensor:
     return torch.stack([grid_y, grid_x, 1.0 - grid_y, 1.0 - grid_x], dim=-1)  # (h, w, 4)
 
 
+SLOT_INITS = ("gaussian", "learned")
+"""Slot Attention initialisations: a learned Gaussian (Locatello et al.) or one learned query per slot."""
+
+
 class ObjectExtractorCNN(nn.Module):
     """C-SWM's object extractor and object encoder (Kipf et al. 2020), sized for fast CPU training.
 
@@ -112,23 +116,31 @@ class SlotAttention(nn.Module):
     """Slot Attention (Locatello et al. 2020).
 
     Slots start from a learned Gaussian ``mu + exp(log_sigma) * eps``, ``eps ~ N(0, I)`` drawn from torch's global RNG
-    (so ``torch.manual_seed`` makes it deterministic), or from ``init_slots`` (SAVi-style: slots at t+1 start from the
-    slots at t). Each of ``iters`` rounds: slots compete for input features through a softmax over slots, take the
+    (so ``torch.manual_seed`` makes it deterministic), or with ``init="learned"`` from K learned queries, one per slot
+    (no noise: the slots are a function of the input, and slot k keeps its query's identity, as in SAVi's conditional
+    or BO-QSA's learned initialisation), or from ``init_slots`` (SAVi-style: slots at t+1 start from the slots at t).
+    Each of ``iters`` rounds: slots compete for input features through a softmax over slots, take the
     attention-weighted mean of the values, and are updated by a GRU cell plus a residual MLP. The module is
     equivariant to permutations of ``init_slots``.
 
     Args:
-        num_slots: default K; can be changed per call.
+        num_slots: default K; can be changed per call (with learned queries, to at most K).
         dim: D, the feature size of both inputs and slots.
         iters: number of attention rounds.
         hidden: width of the residual MLP.
         eps: added to the attention before normalising it over inputs.
+        init: "gaussian" (Locatello et al.) or "learned" (one learned query per slot).
     """
 
-    def __init__(self, num_slots: int, dim: int, iters: int = 3, hidden: int = 128, eps: float = 1e-8):
+    def __init__(
+        self, num_slots: int, dim: int, iters: int = 3, hidden: int = 128, eps: float = 1e-8, init: str = "gaussian"
+    ):
         super().__init__()
         if iters < 1:
             raise ValueError(f"iters must be >= 1, got {iters}")
+        if init not in SLOT_INITS:
+            raise ValueError(f"init must be one of {', '.join(SLOT_INITS)}, got {init!r}")
+        self.init = init
         self.num_slots = num_slots
         self.dim = dim
         self.iters = iters
@@ -136,6 +148,8 @@ class SlotAttention(nn.Module):
         self.scale = dim**-0.5
         self.mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, 1, dim)))
         self.log_sigma = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, 1, dim)))
+        learned = init == "learned"
+        self.queries = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, num_slots, dim))) if learned else None
         self.norm_inputs = nn.LayerNorm(dim)
         self.norm_slots = nn.LayerNorm(dim)
         self.norm_mlp = nn.LayerNorm(dim)
@@ -157,6 +171,11 @@ class SlotAttention(nn.Module):
             if num_slots is not None and num_slots != init_slots.shape[1]:
                 raise ValueError(f"num_slots={num_slots} but init_slots has {init_slots.shape[1]} slots")
             slots = init_slots  # (B, K, D)
+        elif self.queries is not None:
+            k = self.num_slots if num_slots is None else num_slots
+            if k > self.num_slots:
+                raise ValueError(f"num_slots={k} exceeds the {self.num_slots} learned slot queries")
+            slots = self.queries[:, :k].expand(batch, -1, -1)  # (B, K, D)
         else:
             k = self.num_slots if num_slots is None else num_slots
             noise = torch.randn(batch, k, dim, device=inputs.device, dtype=inputs.dtype)  # (B, K, D)
@@ -186,8 +205,10 @@ class SlotAttentionEncoder(nn.Module):
     projected to ``hidden`` features) is added, the grid is flattened to L = h * w tokens, then
     ``LayerNorm -> Linear -> ReLU -> Linear`` maps them to ``slot_dim`` before slot attention.
 
-    Slot order is arbitrary: the slots are exchangeable and a fresh random init permutes them. For temporal consistency
-    (SAVi, Kipf et al. 2022) encode frame t from the random init and frame t+1 with ``init_slots=slots_t``.
+    With the default Gaussian initialisation slot order is arbitrary: the slots are exchangeable and a fresh random init
+    permutes them. For temporal consistency (SAVi, Kipf et al. 2022) encode frame t from the random init and frame t+1
+    with ``init_slots=slots_t``. With ``slot_init="learned"`` every frame starts from the same learned queries, so no
+    chaining is needed and the slots depend on the frame alone.
 
     Args:
         in_channels: C = 3 * history.
@@ -197,6 +218,7 @@ class SlotAttentionEncoder(nn.Module):
         iters: slot attention rounds.
         image_size: side H = W of the input.
         resolution: side of the feature grid slot attention runs on; ``image_size / 2**n`` with n >= 0.
+        slot_init: "gaussian" or "learned" (see :class:`SlotAttention`).
     """
 
     def __init__(
@@ -208,6 +230,7 @@ class SlotAttentionEncoder(nn.Module):
         iters: int = 3,
         image_size: int = 64,
         resolution: int | None = None,
+        slot_init: str = "gaussian",
     ):
         super().__init__()
         resolution = image_size // 4 if resolution is None else resolution
@@ -226,7 +249,7 @@ class SlotAttentionEncoder(nn.Module):
         self.feature_mlp = nn.Sequential(
             nn.LayerNorm(hidden), nn.Linear(hidden, slot_dim), nn.ReLU(), nn.Linear(slot_dim, slot_dim)
         )
-        self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters)
+        self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters, init=slot_init)
 
     @property
     def num_slots(self) -> int:

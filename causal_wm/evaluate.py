@@ -164,7 +164,7 @@ def _examples(
         for t in range(t0, t0 + horizon + 1):
             # Slot Attention is chained SAVi-style (the slots of t initialise t+1); prev stays None for the CNN
             enc = model.encode(frames[:, t - history + 1 : t + 1], init_slots=prev)
-            prev = enc.slots if c.encoder == "slots" else None
+            prev = enc.slots if model.tracks_slots else None
             masks.append(enc.masks)
         out["slot_masks"] = torch.stack(masks, 1).half().numpy()  # (B, H+1, K, h, w)
         if data.masks is not None:

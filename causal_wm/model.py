@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from causal_wm.decoder import SpatialBroadcastDecoder, StateDecoder
-from causal_wm.encoders import EncoderOutput, ObjectExtractorCNN, SlotAttentionEncoder, StateEncoder
+from causal_wm.encoders import SLOT_INITS, EncoderOutput, ObjectExtractorCNN, SlotAttentionEncoder, StateEncoder
 from causal_wm.transition import GraphInference, TransitionGNN, TransitionOutput
 
 ENCODERS = ("cnn", "slots", "state")
@@ -57,6 +57,10 @@ class ModelConfig:
     to the imagined slots, so the transition must predict the objects' motion)."""
     slot_iters: int = 3
     """Slot Attention iterations."""
+    slot_init: str = "gaussian"
+    """Slot Attention's initial slots: gaussian (random draws from a learned Gaussian; frames are tracked, each
+    initialised from the previous frame's slots) or learned (one learned query per slot; every frame is encoded on
+    its own)."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
@@ -65,6 +69,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if self.slot_init not in SLOT_INITS:
+            raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}, got {self.slot_init!r}")
         if min(self.num_slots, self.slot_dim, self.hidden, self.history) < 1:
             raise ValueError("num_slots, slot_dim, hidden and history must be positive")
         if self.graph_context == 1 or self.graph_context < 0:
@@ -98,7 +104,7 @@ class WorldModel(nn.Module):
         if c.encoder == "cnn":
             self.encoder = ObjectExtractorCNN(**image)
         elif c.encoder == "slots":
-            self.encoder = SlotAttentionEncoder(**image, iters=c.slot_iters)
+            self.encoder = SlotAttentionEncoder(**image, iters=c.slot_iters, slot_init=c.slot_init)
         else:
             self.encoder = StateEncoder(
                 c.num_features,
@@ -174,6 +180,12 @@ class WorldModel(nn.Module):
             where = positions[torch.arange(b, device=actions.device), obj.clamp(max=positions.shape[1] - 1)]  # (B, 2)
             node_action = torch.cat([where * push[:, None], dir_onehot, (~push)[:, None].float()], dim=1)
         return obj_action, node_action
+
+    @property
+    def tracks_slots(self) -> bool:
+        """Whether frames are encoded along a track, each initialised from the previous frame's slots (Slot Attention
+        with the Gaussian initialisation); otherwise every frame is encoded on its own."""
+        return self.config.encoder == "slots" and self.config.slot_init == "gaussian"
 
     @property
     def context_steps(self) -> int:

@@ -75,7 +75,7 @@ class ProbeConfig:
     threshold_episodes: int = 200
     """Training episodes on which the decision threshold of each method is chosen."""
     batch: int = 16
-    """Episodes per forward batch (small batches are faster on CPU: the perturbed copies multiply it by ~40)."""
+    """Episodes per forward batch (small batches are faster on CPU: the latent interventions multiply it by 1 + 2K)."""
     seed: int = 0
     """Seed of the latent-intervention directions."""
 
@@ -263,7 +263,7 @@ def _encode_times(model, data: EpisodeArrays, e: np.ndarray, times: np.ndarray):
         return z.unflatten(0, (len(e), len(times))), None
     frames = [torch.from_numpy(data.obs[e[:, None], times[None] - c.history + 1 + h]) for h in range(c.history)]
     stack = torch.stack(frames, 2)  # (B, L, history, H, W, 3)
-    if c.encoder == "cnn":
+    if not model.tracks_slots:
         out = model.encode(stack.flatten(0, 1))
         masks = None if out.masks is None else out.masks.unflatten(0, (len(e), len(times)))
         return out.slots.unflatten(0, (len(e), len(times))), masks

@@ -43,7 +43,7 @@ class TrainConfig:
     seed: int = 0
     """Seed of parameters, data order and negatives."""
     steps: int = 2500
-    """Optimisation steps (about 13 minutes for the cnn encoder on 2 CPU cores at the default sizes)."""
+    """Optimisation steps (about 8 minutes for the cnn encoder on 2 CPU cores at the default sizes)."""
     batch_size: int = 64
     """Windows per step."""
     lr: float = 1e-3
@@ -174,7 +174,7 @@ def encode_window(
         return out.slots.unflatten(0, (b, length)), None
     frames = batch["frames"]  # (B, L + history - 1, H, W, 3)
     stacks = frames.unfold(1, c.history, 1).permute(0, 1, 5, 2, 3, 4)  # (B, L, history, H, W, 3)
-    if c.encoder == "cnn":
+    if not model.tracks_slots:  # cnn, or Slot Attention from learned queries: every frame on its own
         out = model.encode(stacks.flatten(0, 1))
         return out.slots.unflatten(0, stacks.shape[:2]), out.masks.unflatten(0, stacks.shape[:2])
     # Slot Attention: SAVi-style, the slots of step t initialise step t+1 so that slot order is kept in time.

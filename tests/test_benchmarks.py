@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("analysis/benchmarks/transition_step.py", "cores"),
         ("analysis/benchmarks/train_step.py", "causal-wm, default 5-step windows"),
         ("analysis/summarize_runs.py", "0.600 ± 0.141"),
+        ("analysis/slot_init_check.py", "A vs B, same step"),
     ],
 )
 def test_script_smoke(script, expect, tmp_path):

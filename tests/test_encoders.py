@@ -116,6 +116,45 @@ def test_slot_attention_deterministic_under_manual_seed():
     assert not torch.allclose(a, c)
 
 
+def test_slot_attention_learned_queries_are_noise_free_and_trained():
+    """With one learned query per slot the slots depend on the input alone (no RNG), fewer slots take the first
+    queries, and the queries receive gradients."""
+    sa = SlotAttention(num_slots=4, dim=8, iters=2, hidden=16, init="learned")
+    inputs = torch.randn(2, 6, 8)
+    torch.manual_seed(1)
+    a, _ = sa(inputs)
+    torch.manual_seed(2)
+    b, _ = sa(inputs)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a[:, 0], a[:, 1])  # distinct queries break the symmetry without noise
+    three, _ = sa(inputs, num_slots=3)
+    assert three.shape == (2, 3, 8)
+    a.square().sum().backward()
+    assert sa.queries.grad is not None and sa.queries.grad.abs().sum() > 0
+    assert sa.mu.grad is None  # the Gaussian is not used
+    with pytest.raises(ValueError, match="exceeds the 4 learned slot queries"):
+        sa(inputs, num_slots=5)
+    with pytest.raises(ValueError, match="init must be one of"):
+        SlotAttention(num_slots=3, dim=8, init="zeros")
+
+
+def test_learned_slot_init_encodes_every_frame_on_its_own():
+    """The world model tracks Gaussian-initialised slots from frame to frame, but encodes each frame from the learned
+    queries on its own: the slots of a frame do not depend on the frames before it."""
+    from causal_wm.model import ModelConfig, WorldModel
+    from causal_wm.train import encode_window
+
+    frames = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)  # 3 observations with a 2-frame history
+    for init, tracked in (("gaussian", True), ("learned", False)):
+        model = WorldModel(ModelConfig(encoder="slots", num_slots=3, slot_dim=8, image_size=32, slot_init=init))
+        assert model.tracks_slots is tracked
+    z, _ = encode_window(model, {"frames": frames}, 3)  # the learned model
+    alone = model.encode(frames[:, 2:4]).slots
+    torch.testing.assert_close(z[:, 2], alone)
+    with pytest.raises(ValueError, match="slot_init"):
+        ModelConfig(encoder="slots", slot_init="zeros")
+
+
 def test_slot_attention_rejects_zero_iterations():
     with pytest.raises(ValueError, match="iters"):
         SlotAttention(num_slots=3, dim=8, iters=0)

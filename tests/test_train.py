@@ -268,6 +268,18 @@ def test_cli_train_evaluate_smoke(tiny, tmp_path, capsys):
     )
 
 
+def test_cli_slot_init_learned_trains_evaluates_and_probes(tiny, tmp_path, capsys):
+    run = tmp_path / "learned"
+    args = ["--encoder", "slots", "--slot-init", "learned", "--steps", "2", "--batch-size", "4", "--rollout-steps", "2"]
+    assert main(["train", "--data", str(tiny / "train.h5"), "--out", str(run), "--quiet", *args]) == 0
+    assert load_run(run).config.slot_init == "learned" and not load_run(run).tracks_slots
+    assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
+    assert main(["probe", str(run), "--data", str(tiny / "test.h5"), "--baselines", "none", "--quiet"]) == 0
+    bad = ["train", "--data", str(tiny / "train.h5"), "--out", str(tmp_path / "bad"), "--slot-init", "zeros"]
+    with pytest.raises(SystemExit):
+        main(bad)
+
+
 def test_quickstart_smoke(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0
