@@ -58,6 +58,7 @@ def run_cell(run: Path, do_text: str, out: Path, episodes: int, horizon: int, se
         return None
     e = report["effects"]
     row = {k: e[k] for k in ("do", "property", "pearson", "spearman", "sign_agreement", "pairs", "episodes")}
+    row["model_effect_unit"] = e.get("model_effect_unit", "latent distance")
     if "gcm" in report:
         g = report["gcm"]
         row.update(
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             f"\nPooled over the suite: Spearman {table['pooled_spearman']:.3f} over {int(ok.sum())} "
             "(episode, object) effects."
         )
+    rows_all = [r for rows in table["interventions"].values() for r in rows]
+    units = sorted({r.get("model_effect_unit", "latent distance") for r in rows_all})
+    if units:
+        lines.append(f"\nModel effects measured in: {', '.join(units)} (simulator: displacement in arena units).")
     write_json(args.out.with_suffix(".json"), table)
     md = "\n".join(lines) + "\n"
     write_text(args.out.with_suffix(".md"), md)

@@ -5,9 +5,10 @@
 state encoder sees the new mass, velocity, position or a removed object's padding; image encoders see the new frame)
 and imagining ``horizon`` steps with the episode's actions from both the factual and the intervened encoding. The
 effect on object j is its mean displacement from the factual run over the horizon: in positions for the simulator, and
-in latent distance (and decoded positions, with a state decoder) for the model. Agreement is the Pearson and
-Spearman correlation of the two effect vectors over the non-intervened objects, pooled over episodes, and the sign
-agreement of the signed x/y displacements where the model has a position readout.
+for the model in decoded positions where it has a position readout (a state decoder), otherwise in latent distance
+(the report's ``model_effect_unit``; the latent distance is also kept as ``latent_effect``). Agreement is the Pearson
+and Spearman correlation of the two effect vectors over the non-intervened objects, pooled over episodes, and the
+sign agreement of the signed x/y displacements where the model has a position readout.
 
 An intervention that changes nothing the model can observe (a spring cut in a scene whose springs follow the visible
 types, a mass change under an image encoder that cannot see mass) is expected to disagree: the report says so
@@ -224,11 +225,15 @@ def compare_effects(
             slot_of, _ = match_by_overlap(up.numpy(), factual.masks[s][None], n)
         else:
             slot_of = np.arange(n)
-        model_effect = np.where(slot_of >= 0, slot_effect[np.maximum(slot_of, 0)], np.nan)
-        others = np.array([i not in do_spec.index for i in range(n)]) & alive & np.isfinite(model_effect)
-        if model.decoder is not None and not images:
+        latent_effect = np.where(slot_of >= 0, slot_effect[np.maximum(slot_of, 0)], np.nan)
+        model_effect = latent_effect
+        readout = model.decoder is not None and not images
+        if readout:  # displacement against displacement, in the data's units
             pf, pt = model.decode_states(f_out["z"][0, 1:]), model.decode_states(t_out["z"][0, 1:])
             model_disp = (pt - pf)[:, :n, :2].detach().numpy()  # (H, N, 2)
+            model_effect = np.linalg.norm(model_disp, axis=-1).mean(0)  # (N,)
+        others = np.array([i not in do_spec.index for i in range(n)]) & alive & np.isfinite(model_effect)
+        if readout:
             big = np.abs(disp) > 0.05 * (np.abs(disp).max() + 1e-9)
             sel = big & others[None, :, None]
             sign_hits += int((np.sign(model_disp[sel]) == np.sign(disp[sel])).sum())
@@ -240,6 +245,7 @@ def compare_effects(
                 "num_objects": int(n),
                 "simulator_effect": sim_effect.round(5).tolist(),
                 "model_effect": np.round(model_effect, 5).tolist(),
+                "latent_effect": np.round(latent_effect, 5).tolist(),
                 "intervened": list(do_spec.index),
                 "true_graph": factual.adjacency[s, :n, :n].astype(int).tolist(),
             }
@@ -256,6 +262,7 @@ def compare_effects(
         "pearson": float(pearsonr(sim_v, mod_v)[0]) if enough else None,
         "spearman": float(spearmanr(sim_v, mod_v)[0]) if enough else None,
         "sign_agreement": sign_hits / sign_total if sign_total else None,
+        "model_effect_unit": "decoded position" if model.decoder is not None and not images else "latent distance",
         "pairs": int(len(sim_v)),
         "per_episode": per_episode,
     }

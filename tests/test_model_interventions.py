@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import envs
 from causal_wm import interventions as iv
@@ -131,6 +132,24 @@ def test_intervene_cli_smoke(state_run, capsys):
     before = (state_run / "intervene.json").read_bytes()
     assert main(args) == 2  # no clobbering without --overwrite
     assert (state_run / "intervene.json").read_bytes() == before
+
+
+def test_model_effect_is_decoded_displacement_with_a_state_decoder(state_run, monkeypatch):
+    """With a position readout the model's effect is in decoded positions (the simulator's units), the latent distance
+    is kept beside it; a decoder that ignores its input therefore shows no effect at all."""
+    from causal_wm.train import load_run
+
+    model = load_run(state_run)
+    kw = dict(episodes=2, horizon=3, scene_config={"num_objects": (3, 4)})  # the run has 4 slots
+    report, _ = iv.compare_effects(model, "velocity[0]+=(20,0)", **kw)
+    assert report["model_effect_unit"] == "decoded position"
+    first = report["per_episode"][0]
+    assert len(first["latent_effect"]) == len(first["model_effect"]) == first["num_objects"]
+    assert first["latent_effect"] != first["model_effect"]
+    monkeypatch.setattr(type(model), "decode_states", lambda self, z: torch.zeros(*z.shape[:-1], 4))
+    flat, _ = iv.compare_effects(model, "velocity[0]+=(20,0)", **kw)
+    assert all(v == 0 for e in flat["per_episode"] for v in e["model_effect"])
+    assert any(v > 0 for e in flat["per_episode"] for v in e["latent_effect"])
 
 
 @pytest.mark.parametrize(
