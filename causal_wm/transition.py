@@ -279,6 +279,21 @@ class TransitionGNN(MessagePassing):
             num_slot_edges,
         )
 
+    def _edges(
+        self, g: _Prepared, state: Tensor, node_action: Tensor | None, edge_gates: Tensor | None, layer: int
+    ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None, Tensor, Tensor]:
+        """One round's first-layer halves of MLP_e and MLP_g, and every edge's hidden layer (E, H) and gate (E,).
+
+        Given edge gates replace the pair gate MLP on slot edges: it then runs only for the action node's edges."""
+        weights = self.rounds[layer]
+        edge_in = weights.edge_in(state, node_action)  # (B*K [+ B], H), (B*K, H)
+        pair_gates = weights.gate_in is not None and (edge_gates is None or node_action is not None)
+        gate_in = weights.gate_in(state, node_action) if pair_gates else None
+        hidden, gate = self.edge_updater(g.edge_index, e=edge_in, g=gate_in, layer=layer)  # (E, H), (E,)
+        if edge_gates is not None:
+            gate = torch.cat([edge_gates.reshape(-1)[g.dense_index], gate[g.num_slot_edges :]])
+        return edge_in, gate_in, hidden, gate
+
     @torch.no_grad()
     def sender_sensitivity(
         self,
@@ -301,12 +316,7 @@ class TransitionGNN(MessagePassing):
         g = self._prepare(z, obj_action, node_action, slot_mask, edge_gates)
         w = self.rounds[0]
         state = g.z.reshape(g.num_nodes, self.slot_dim)  # (N, D)
-        edge_in = w.edge_in(state, node_action)
-        pair_gates = w.gate_in is not None and (edge_gates is None or node_action is not None)
-        gate_in = w.gate_in(state, node_action) if pair_gates else None
-        hidden, gate = self.edge_updater(g.edge_index, e=edge_in, g=gate_in, layer=0)  # (E, H), (E,)
-        if edge_gates is not None:
-            gate = torch.cat([edge_gates.reshape(-1)[g.dense_index], gate[g.num_slot_edges :]])
+        edge_in, gate_in, hidden, gate = self._edges(g, state, node_action, edge_gates, 0)
         receiver_all = g.edge_index[1]
         summed = scatter(gate[:, None] * hidden, receiver_all, dim=0, dim_size=g.num_nodes, reduce="sum")  # (N, H)
         gate_total = scatter(gate, receiver_all, dim=0, dim_size=g.num_nodes, reduce="sum")  # (N,)
@@ -363,13 +373,7 @@ class TransitionGNN(MessagePassing):
         delta = torch.zeros_like(state)  # (B*K, D)
         gate_sum = norm_sum = None
         for layer, weights in enumerate(self.rounds):
-            edge_in = weights.edge_in(state, node_action)  # (B*K [+ B], H), (B*K, H)
-            # Given edge gates replace the pair gate MLP on slot edges: it runs only for the action node's edges.
-            pair_gates = weights.gate_in is not None and (edge_gates is None or node_action is not None)
-            gate_in = weights.gate_in(state, node_action) if pair_gates else None
-            hidden, gate = self.edge_updater(edge_index, e=edge_in, g=gate_in, layer=layer)  # (E, H), (E,)
-            if edge_gates is not None:
-                gate = torch.cat([edge_gates.reshape(-1)[dense_index], gate[num_slot_edges:]])
+            edge_in, _, hidden, gate = self._edges(g, state, node_action, edge_gates, layer)  # (E, H), (E,)
             step = self.propagate(
                 edge_index,
                 hidden=hidden,
