@@ -201,6 +201,7 @@ def compare_effects(
     if do_spec.step + horizon >= steps:
         raise InterventionError(f"episodes of {steps} frames are too short for step {do_spec.step} + horizon {horizon}")
     images = model.config.uses_images
+    readout = model.decoder is not None and not images  # a state decoder reads positions out of the slots
     rng = np.random.default_rng(seed)
     per_episode, sim_all, model_all, sign_hits, sign_total, first = [], [], [], 0, 0, None
     for _ in range(episodes):
@@ -227,7 +228,6 @@ def compare_effects(
             slot_of = np.arange(n)
         latent_effect = np.where(slot_of >= 0, slot_effect[np.maximum(slot_of, 0)], np.nan)
         model_effect = latent_effect
-        readout = model.decoder is not None and not images
         if readout:  # displacement against displacement, in the data's units
             pf, pt = model.decode_states(f_out["z"][0, 1:]), model.decode_states(t_out["z"][0, 1:])
             model_disp = (pt - pf)[:, :n, :2].detach().numpy()  # (H, N, 2)
@@ -262,7 +262,7 @@ def compare_effects(
         "pearson": float(pearsonr(sim_v, mod_v)[0]) if enough else None,
         "spearman": float(spearmanr(sim_v, mod_v)[0]) if enough else None,
         "sign_agreement": sign_hits / sign_total if sign_total else None,
-        "model_effect_unit": "decoded position" if model.decoder is not None and not images else "latent distance",
+        "model_effect_unit": "decoded position" if readout else "latent distance",
         "pairs": int(len(sim_v)),
         "per_episode": per_episode,
     }

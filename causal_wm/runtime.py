@@ -3,7 +3,7 @@
 glibc serves every allocation above its mmap threshold (128 KiB at first, adapting upwards only when such a block
 is freed) with a fresh ``mmap``, and hands it back with ``munmap`` when freed. The transition GNN allocates tensors of
 a few MB per edge batch on every call, so each call pays for page faults on fresh memory; in the probe's latent
-interventions that was about half of the transition's time (measured: 16.1 ms vs 7.6 ms per call, 176 samples of
+interventions that was about half of the transition's time (measured: 12–17 ms vs 7.4–7.6 ms per call, 176 samples of
 5 slots). `keep_freed_memory` raises the mmap and trim thresholds so that freed blocks stay in the heap and are
 reused. PyTorch's CPU tuning guide reaches the same effect with jemalloc or tcmalloc via ``LD_PRELOAD``.
 

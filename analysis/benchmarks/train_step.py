@@ -66,15 +66,14 @@ def matmul_flops_per_second(size: int, repeats: int, device: torch.device) -> fl
     return 2 * size**3 / best
 
 
-class synchronised:  # noqa: N801 (a callable wrapper, used like a function)
-    """A step that returns only when the GPU has finished it."""
+def synchronised(step, device: torch.device):
+    """``step`` made to return only when the GPU has finished it."""
 
-    def __init__(self, step, device: torch.device):
-        self.step, self.device, self.transitions = step, device, step.transitions
+    def run() -> None:
+        step()
+        torch.cuda.synchronize(device)
 
-    def __call__(self) -> None:
-        self.step()
-        torch.cuda.synchronize(self.device)
+    return run
 
 
 class PlainEncoder(nn.Module):
@@ -192,9 +191,10 @@ def main() -> None:
             WorldModel(config), windows, rollout, image_size, generator, device
         ),
     }
+    transitions_of = {name: step.transitions for name, step in steps.items()}
+    flops = {name: count_flops(step) for name, step in steps.items()}
     if device.type == "cuda":  # time whole steps: wait for the GPU's queue after each
         steps = {name: synchronised(step, device) for name, step in steps.items()}
-    flops = {name: count_flops(step) for name, step in steps.items()}
     times = dict(zip(steps, time_interleaved(list(steps.values()), warmup, repeats), strict=True))
     peak = matmul_flops_per_second(512 if args.smoke else 2048, 5, device)
     print(
@@ -211,7 +211,7 @@ def main() -> None:
             step=name,
             ms_per_step=1e3 * median,
             ms_iqr=1e3 * (quartiles[2] - quartiles[0]),
-            transitions_per_second=steps[name].transitions / median,
+            transitions_per_second=transitions_of[name] / median,
             speedup_vs_plain=base / median,
             gflop_per_step=flops[name] / 1e9,
             fraction_of_matmul_peak=flops[name] / median / peak,
