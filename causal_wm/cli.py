@@ -133,6 +133,11 @@ def _add_train(sub) -> None:
     p.add_argument("--hidden", type=int, help="transition hidden width")
     p.add_argument("--decoder", action="store_true", help="add a spatial-broadcast decoder and reconstruction loss")
     p.add_argument(
+        "--recon-weight",
+        type=float,
+        help="weight of the decoder's losses (reconstruction; for the state decoder also its dynamics loss)",
+    )
+    p.add_argument(
         "--slot-init",
         choices=["gaussian", "learned"],
         help="Slot Attention's initial slots: random draws from a learned Gaussian, tracked from frame to frame "
@@ -149,6 +154,12 @@ def _add_train(sub) -> None:
         choices=["object", "node", "both"],
         help="how actions reach the slots: C-SWM's object-factored input (slot k = object k), an action node with "
         "learned edges to the slots, or both (default: node for slots, object for cnn and state)",
+    )
+    p.add_argument(
+        "--types",
+        choices=["onehot", "number"],
+        help="how the state encoder reads the categorical 'type' feature: one-hot over the training file's types "
+        "(default) or as a number (how runs trained before this option read it)",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
@@ -174,6 +185,7 @@ def cmd_train(args) -> int:
         "negatives": args.negatives,
         "sparsity": args.sparsity,
         "edge_prior": args.edge_prior,
+        "recon_weight": args.recon_weight,
         "threads": args.threads,
     }
     model = {
@@ -186,6 +198,8 @@ def cmd_train(args) -> int:
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:
         model["decoder"] = True
+    if args.types == "number":
+        model["type_feature"] = -1
     if args.actions is not None:
         model["object_actions"] = args.actions in ("object", "both")
         model["action_node"] = args.actions in ("node", "both")

@@ -273,12 +273,21 @@ class StateEncoder(nn.Module):
     ``Linear -> ReLU -> Linear -> LayerNorm -> ReLU -> Linear``. Everything is per object, so a sample's slots do not
     depend on the rest of the batch. Padded objects (``slot_mask`` False) get zero slots, whatever their states.
 
+    A categorical feature (the scenes' ``type``, which decides e.g. which balls a spring joins) can be given as
+    ``type_feature`` (its column) with ``num_types`` categories. It then enters the MLP one-hot instead of as a
+    number, and the slot carries the code itself: slots are ``[MLP(state), one-hot type]``, of size D + num_types.
+    The transition's gate MLP then reads the objects' kinds directly instead of through an embedding that the
+    contrastive loss shapes for other ends (measured in the README, "Edge recovery"). A value outside
+    ``0 .. num_types - 1`` (a type never seen in training) gets the all-zero code.
+
     Args:
         num_features: F.
-        slot_dim: D.
+        slot_dim: D, the MLP's output (the slot adds the type code to it).
         hidden: MLP width.
         mean: (F,) feature means, default zeros.
         std: (F,) feature standard deviations (positive), default ones.
+        type_feature: column of the categorical feature, or None (every feature is a number).
+        num_types: its number of categories (>= 1 with ``type_feature``).
     """
 
     def __init__(
@@ -288,8 +297,17 @@ class StateEncoder(nn.Module):
         hidden: int = 128,
         mean: Tensor | None = None,
         std: Tensor | None = None,
+        type_feature: int | None = None,
+        num_types: int = 0,
     ):
         super().__init__()
+        if type_feature is not None and not (0 <= type_feature < num_features and num_types >= 1):
+            raise ValueError(
+                f"type_feature must index one of the {num_features} features and num_types be >= 1, got "
+                f"type_feature={type_feature}, num_types={num_types}"
+            )
+        self.type_feature, self.num_types = type_feature, num_types if type_feature is not None else 0
+        self.out_dim = slot_dim + self.num_types
         mean = torch.zeros(num_features) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         std = torch.ones(num_features) if std is None else torch.as_tensor(std, dtype=torch.float32)
         for name, value in (("mean", mean), ("std", std)):
@@ -299,8 +317,9 @@ class StateEncoder(nn.Module):
             raise ValueError("std must be positive")
         self.register_buffer("mean", mean.clone())
         self.register_buffer("std", std.clone())
+        inputs = num_features if type_feature is None else num_features - 1 + num_types
         self.mlp = nn.Sequential(
-            nn.Linear(num_features, hidden),
+            nn.Linear(inputs, hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden),
             nn.LayerNorm(hidden),
@@ -309,14 +328,31 @@ class StateEncoder(nn.Module):
         )
 
     def forward(self, states: Tensor, slot_mask: Tensor | None = None) -> EncoderOutput:
-        """states: (B, N, F); slot_mask: (B, N) bool, True for real objects -> slots (B, N, D)."""
+        """states: (B, N, F); slot_mask: (B, N) bool, True for real objects -> slots (B, N, `out_dim`)."""
         if slot_mask is None:
-            return EncoderOutput(slots=self.mlp((states - self.mean) / self.std), masks=None)
+            return EncoderOutput(slots=self.slots(states), masks=None)
         valid = slot_mask.unsqueeze(-1)  # (B, N, 1)
         states = torch.where(valid, states, self.mean)  # padding may hold anything, even NaN
-        slots = self.mlp((states - self.mean) / self.std)  # (B, N, D)
+        slots = self.slots(states)  # (B, N, D [+ num_types])
         slots = torch.where(valid, slots, torch.zeros_like(slots))  # (B, N, D)
         return EncoderOutput(slots=slots, masks=None, slot_mask=slot_mask)
+
+    def slots(self, states: Tensor) -> Tensor:
+        """(..., F) -> (..., D + num_types): the MLP's output, then the type code."""
+        x = self.inputs(states)
+        z = self.mlp(x)
+        return z if self.type_feature is None else torch.cat([z, x[..., -self.num_types :]], dim=-1)
+
+    def inputs(self, states: Tensor) -> Tensor:
+        """The MLP's input (..., F) -> (..., F - 1 + num_types): normalised numbers, the type one-hot at the end."""
+        x = (states - self.mean) / self.std
+        if self.type_feature is None:
+            return x
+        t = states[..., self.type_feature].round()
+        known = (t >= 0) & (t < self.num_types)
+        code = nn.functional.one_hot(torch.where(known, t, 0).long(), self.num_types).to(x.dtype) * known.unsqueeze(-1)
+        keep = [f for f in range(states.shape[-1]) if f != self.type_feature]
+        return torch.cat([x[..., keep], code], dim=-1)
 
 
 def build_encoder(kind: str, **kwargs) -> nn.Module:

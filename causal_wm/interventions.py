@@ -142,8 +142,9 @@ def _scene_of(model, scene_name: str | None, scene_config: dict | None):
 @torch.no_grad()
 def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: np.ndarray, cut=()):
     """Encode the observation at ``step`` of ``roll`` and imagine ``horizon`` steps: (H+1, K, D) slots, masks, slot mask
-    and the inferred graph (a model with ``graph_context`` reads it from the observations up to ``step``; ``cut``
-    pairs (i, j) of a spring cut get gate 0 both ways, the model's side of the graph surgery)."""
+    and the inferred graph (a model with ``graph_context`` reads it from the observations up to ``step``). ``cut``
+    pairs (i, j) of a spring cut get gate 0 both ways at every imagined step, the model's side of the graph surgery
+    (`WorldModel.imagine`)."""
     c = model.config
     ctx = model.context_steps
     if step < model.first_observation:
@@ -170,10 +171,7 @@ def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: 
         masks = masks[:, -1]  # the masks at ``step``
         pos = positions[:, :-1]
     gates = model.infer_graph(z_ctx, mask)
-    if gates is not None:
-        for i, j in cut:
-            gates[:, i, j] = gates[:, j, i] = 0.0
-    out = model.imagine(z_ctx[:, -1], actions, pos, mask, edge_gates=gates)
+    out = model.imagine(z_ctx[:, -1], actions, pos, mask, edge_gates=gates, cut=cut)
     return out, masks, mask, gates
 
 

@@ -11,6 +11,7 @@ visible); the state encoder reads ground-truth object states.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,12 @@ class ModelConfig:
     """Frame side in pixels (image encoders)."""
     num_features: int = 8
     """State features per object (state encoder)."""
+    type_feature: int = -1
+    """Column of the categorical ``type`` state feature, one-hot encoded over ``num_types`` by the state encoder; -1
+    feeds every feature as a number (runs trained before the option existed)."""
+    num_types: int = 0
+    """Categories of ``type_feature`` (types seen in training; an unseen type gets the all-zero code). The state
+    encoder appends the code to every slot, so slots have ``slot_dim + num_types`` entries (`latent_dim`)."""
     gated: bool = True
     """Learned gate in [0, 1] on every edge (the learned interaction graph)."""
     action_node: bool | None = None
@@ -73,6 +80,11 @@ class ModelConfig:
             raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}, got {self.slot_init!r}")
         if min(self.num_slots, self.slot_dim, self.hidden, self.history) < 1:
             raise ValueError("num_slots, slot_dim, hidden and history must be positive")
+        if self.type_feature >= 0 and not (self.type_feature < self.num_features and self.num_types >= 1):
+            raise ValueError(
+                f"type_feature {self.type_feature} needs num_types >= 1 and a column below num_features "
+                f"{self.num_features} (num_types {self.num_types})"
+            )
         if self.graph_context == 1 or self.graph_context < 0:
             raise ValueError(f"graph_context must be 0 (off) or >= 2 observations, got {self.graph_context}")
         if self.graph_context and not self.gated:
@@ -85,6 +97,11 @@ class ModelConfig:
     @property
     def uses_images(self) -> bool:
         return self.encoder != "state"
+
+    @property
+    def latent_dim(self) -> int:
+        """Entries per slot: ``slot_dim``, plus the type code of a state encoder with ``type_feature``."""
+        return self.slot_dim + (self.num_types if self.encoder == "state" and self.type_feature >= 0 else 0)
 
 
 class WorldModel(nn.Module):
@@ -112,21 +129,23 @@ class WorldModel(nn.Module):
                 hidden=max(c.encoder_hidden, 64),
                 mean=feature_mean,
                 std=feature_std,
+                type_feature=c.type_feature if c.type_feature >= 0 else None,
+                num_types=c.num_types,
             )
         self.transition_model = TransitionGNN(
-            c.slot_dim,
+            c.latent_dim,
             hidden=c.hidden,
             obj_action_dim=NUM_DIRECTIONS if c.object_actions else 0,
             node_action_dim=NODE_ACTION_DIM if c.action_node else 0,
             gated=c.gated,
         )
-        self.graph_inference = GraphInference(c.slot_dim, c.hidden) if c.graph_context else None
+        self.graph_inference = GraphInference(c.latent_dim, c.hidden) if c.graph_context else None
         self.decoder: nn.Module | None = None
         if c.decoder and c.uses_images:
             self.decoder = SpatialBroadcastDecoder(c.slot_dim, image_size=c.image_size, hidden=c.encoder_hidden)
         elif c.decoder:
             self.decoder = StateDecoder(
-                c.slot_dim, hidden=max(c.encoder_hidden, 64), num_outputs=min(4, c.num_features)
+                c.latent_dim, hidden=max(c.encoder_hidden, 64), num_outputs=min(4, c.num_features)
             )
 
     # -- inputs --------------------------------------------------------------------------------------------------
@@ -276,17 +295,32 @@ class WorldModel(nn.Module):
         slot_mask: Tensor | None = None,
         decode: bool = True,
         edge_gates: Tensor | None = None,
+        cut: Sequence[tuple[int, int]] = (),
     ) -> dict[str, Tensor]:
         """Roll the latent state forward in imagination.
 
         ``z`` (B, K, D), ``actions`` (B, H) int, ``positions`` (B, H, N, 2) normalised push locations (needed
         only with an action node), ``edge_gates`` (B, K, K) the inferred graph (models with ``graph_context``).
+        ``cut`` pairs (i, j) get gate 0 both ways at every step, the model's side of a graph surgery such as
+        do(cut_spring): the inferred graph is edited, or the pair gates the transition computes at each step.
         Returns ``z`` (B, H+1, K, D), ``gates`` (B, H, K, K) and, with a decoder, ``frames`` (B, H+1, 3, H_img, W_img)
         or ``states`` (B, H+1, K, 4)."""
+        k = z.shape[1]
+        if any(not (0 <= i < k and 0 <= j < k and i != j) for i, j in cut):
+            raise ValueError(f"cut pairs must be two different slots below {k}, got {list(cut)}")
+        if cut and not self.config.gated:
+            raise ValueError("an ungated model has no edge gates to cut")
         zs, gates = [z], []
         for h in range(actions.shape[1]):
             pos = None if positions is None else positions[:, h]
-            out = self.transition(zs[-1], actions[:, h], pos, slot_mask, edge_gates, norms=False)
+            step_gates = edge_gates
+            if cut:
+                if step_gates is None:  # the pair gates this step would use, then the surgery
+                    step_gates = self.transition(zs[-1], actions[:, h], pos, slot_mask, norms=False).gates
+                step_gates = step_gates.clone()
+                for i, j in cut:
+                    step_gates[:, i, j] = step_gates[:, j, i] = 0.0
+            out = self.transition(zs[-1], actions[:, h], pos, slot_mask, step_gates, norms=False)
             zs.append(zs[-1] + out.delta)
             gates.append(out.gates)
         result = {"z": torch.stack(zs, 1), "gates": torch.stack(gates, 1) if gates else z.new_zeros(0)}

@@ -297,7 +297,7 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
     push_hits = {r: np.zeros(e_all, dtype=np.int64) for r in ACTION_READOUTS}
     push_steps = np.zeros(e_all, dtype=np.int64)
     gen = torch.Generator().manual_seed(cfg.seed)
-    signs = torch.randint(0, 2, (1, c.slot_dim), generator=gen).float() * 2 - 1
+    signs = torch.randint(0, 2, (1, c.latent_dim), generator=gen).float() * 2 - 1
     signs = torch.cat([signs, -signs])  # a symmetric pair cancels the first-order sign
     scale = None
     from tqdm import tqdm

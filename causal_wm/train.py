@@ -231,6 +231,8 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     if model.decoder is not None and not c.uses_images:
         n = model.decoder.num_outputs
         norm = (batch["states"][..., :n] - model.encoder.mean[:n]) / model.encoder.std[:n]  # (B, L, N, n)
+        if norm.shape[2] < c.num_slots:  # a file with fewer object columns than slots: pad (the padding is masked)
+            norm = F.pad(norm, (0, 0, 0, c.num_slots - norm.shape[2]))  # (B, L, K, n)
         both = torch.cat([z, torch.stack(preds, 1)], 1)  # encoded (L) and imagined (H) slots
         err = (model.decoder(both) - torch.cat([norm, norm[:, 1:]], 1)).pow(2).mean(-1)  # (B, L+H, K)
         real = mask[:, None].float() if mask is not None else torch.ones_like(err)
@@ -302,9 +304,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(cfg: TrainConfig, data: EpisodeArrays) -> WorldModel:
+def type_encoding(data: EpisodeArrays) -> dict[str, int]:
+    """``type_feature`` and ``num_types`` for a state encoder on ``data``: the ``type`` column one-hot over the types
+    of its real objects, or -1 (numbers) when the file has no ``type`` feature or a non-integer one."""
+    features = data.info.state_features
+    if "type" not in features:
+        return {"type_feature": -1, "num_types": 0}
+    col = features.index("type")
+    real = np.arange(data.states.shape[2])[None, :] < data.num_objects[:, None]  # (E, N)
+    types = data.states[:, 0, :, col][real]  # types do not change within an episode
+    if types.size == 0 or types.min() < 0 or not np.array_equal(types, np.round(types)) or types.max() > 255:
+        return {"type_feature": -1, "num_types": 0}
+    return {"type_feature": col, "num_types": int(types.max()) + 1}
+
+
+def build_model(cfg: TrainConfig, data: EpisodeArrays, saved_model: dict | None = None) -> WorldModel:
+    """The model ``cfg`` asks for on ``data``; ``saved_model`` (a checkpoint's model config) fixes the fields that
+    are derived from the data, so that a resumed run rebuilds exactly the model it saved."""
     model_fields = dict(cfg.model)
     model_fields.setdefault("num_slots", data.info.max_objects)
+    if cfg.encoder == "state":
+        derived = type_encoding(data)
+        if saved_model is not None:
+            derived = {k: saved_model.get(k, -1 if k == "type_feature" else 0) for k in derived}
+        for key, value in derived.items():
+            model_fields.setdefault(key, value)
     model_fields.update(encoder=cfg.encoder, num_features=data.info.num_features)
     if data.info.image_size:
         model_fields.setdefault("image_size", data.info.image_size)
@@ -353,7 +377,7 @@ def train(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     data = EpisodeArrays(cfg.data, images=cfg.encoder != "state")
-    model = build_model(cfg, data).to(device)
+    model = build_model(cfg, data, saved["config"]["model"] if resume else None).to(device)
     history = model.config.history if model.config.uses_images else 1
     length = model.context_steps + cfg.rollout_steps + 1  # observations per window
     max_start = data.steps - (history - 1) - length

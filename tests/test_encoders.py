@@ -260,3 +260,30 @@ def test_encoders_train_end_to_end():
         enc(images(2, 32)).slots.square().sum().backward()
         missing = [name for name, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert not missing, missing
+
+
+def test_state_encoder_one_hot_type():
+    mean = torch.tensor([50.0, 0.0, 2.0])
+    std = torch.tensor([30.0, 5.0, 1.5])
+    enc = StateEncoder(num_features=3, slot_dim=4, hidden=16, mean=mean, std=std, type_feature=2, num_types=3)
+    assert enc.mlp[0].in_features == 2 + 3
+    states = torch.tensor([[[80.0, 5.0, 2.0], [50.0, 0.0, 0.0], [20.0, -5.0, 7.0], [20.0, -5.0, -1.0]]])
+    x = enc.inputs(states)
+    torch.testing.assert_close(x[0, :, :2], torch.tensor([[1.0, 1.0], [0.0, 0.0], [-1.0, -1.0], [-1.0, -1.0]]))
+    expected_codes = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(x[0, :, 2:], expected_codes)  # types 7 and -1 were never seen: all-zero code
+    # The code, not the number, reaches the MLP: two types far apart as numbers give the same input distance.
+    a, b, c = (enc.inputs(torch.tensor([[[0.0, 0.0, t]]])) for t in (0.0, 1.0, 2.0))
+    assert torch.dist(a, b) == torch.dist(a, c)
+    slot_mask = torch.tensor([[True, True, False, False]])
+    out = enc(states, slot_mask=slot_mask)
+    assert enc.out_dim == 4 + 3 and out.slots.shape == (1, 4, 7) and bool((out.slots[0, 2:] == 0).all())
+    torch.testing.assert_close(out.slots[0, :2, 4:], expected_codes[:2])  # the slot carries its type code
+    torch.testing.assert_close(out.slots[0, :2], enc(states[:, :2]).slots[0])
+
+
+def test_state_encoder_rejects_a_bad_type_column():
+    with pytest.raises(ValueError, match="type_feature"):
+        StateEncoder(num_features=3, type_feature=3, num_types=2)
+    with pytest.raises(ValueError, match="num_types"):
+        StateEncoder(num_features=3, type_feature=1, num_types=0)

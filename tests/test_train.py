@@ -332,3 +332,67 @@ def test_cli_actions_choose_how_actions_reach_the_slots_and_probe_reads_the_acti
     with pytest.raises(SystemExit) as exit_info:
         main(["train", *common, "--actions", "telepathy", "--out", str(tmp_path / "bad")])
     assert exit_info.value.code == 2 and "--actions" in capsys.readouterr().err
+
+
+def test_state_runs_read_the_type_one_hot_and_resume_older_runs(tiny, tmp_path, capsys):
+    import h5py
+
+    with h5py.File(tiny / "states.h5") as f:
+        features = json.loads(f.attrs["state_features"])
+        states, counts = f["states"][:], f["num_objects"][:]
+    col = features.index("type")
+    real = np.arange(states.shape[2])[None] < counts[:, None]
+    num_types = int(states[:, 0, :, col][real].max()) + 1
+    c = cfg(tiny, "state", data=str(tiny / "states.h5"), steps=4)
+    train(c, tmp_path / "new", progress=False)
+    model = load_run(tmp_path / "new")
+    assert (model.config.type_feature, model.config.num_types) == (col, num_types)
+    assert model.encoder.mlp[0].in_features == len(features) - 1 + num_types
+    # A run trained before the option (its checkpoint's model config has no type fields) resumes as it was built.
+    old = cfg(tiny, "state", data=str(tiny / "states.h5"), steps=4, model=c.model | {"type_feature": -1})
+    train(old, tmp_path / "old", progress=False)
+    path = tmp_path / "old/checkpoints/last.pt"
+    saved = torch.load(path, weights_only=False)
+    for key in ("type_feature", "num_types"):
+        del saved["config"]["model"][key]
+    saved["train_config"]["model"] = dict(c.model)  # as if trained without --types
+    torch.save(saved, path)
+    train(c, tmp_path / "old", resume=True, progress=False)  # rebuilds the saved model: its weights load
+    assert load_run(tmp_path / "old").encoder.type_feature is None
+    # --types number keeps the type a number.
+    run = tmp_path / "number"
+    args = ["train", "--data", str(tiny / "states.h5"), "--encoder", "state", "--steps", "2", "--batch-size", "4"]
+    assert main([*args, "--types", "number", "--out", str(run), "--quiet"]) == 0
+    assert load_run(run).config.type_feature == -1
+    with pytest.raises(ValueError, match="num_types"):
+        ModelConfig(encoder="state", num_features=8, type_feature=7, num_types=0)
+
+
+def test_imagine_cuts_pair_gates_at_every_step():
+    """do(cut_spring) on a model whose gates come from the pair: gate 0 both ways on the cut pair at each imagined
+    step, and at the first step only the pair's own slots change."""
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(encoder="state", num_slots=4, slot_dim=4, hidden=16, num_features=8)).eval()
+    z = torch.randn(2, 4, 4)
+    actions = torch.zeros(2, 3, dtype=torch.long)
+    with torch.no_grad():
+        plain = model.imagine(z, actions)
+        cut = model.imagine(z, actions, cut=[(0, 1)])
+    assert bool((cut["gates"][:, :, 0, 1] == 0).all() and (cut["gates"][:, :, 1, 0] == 0).all())
+    assert bool((plain["gates"][:, 0, 0, 1] > 0).all())
+    first = (cut["z"][:, 1] - plain["z"][:, 1]).abs().amax(dim=(0, 2))  # (K,)
+    assert first[0] > 0 and first[1] > 0 and first[2] == 0 and first[3] == 0
+    torch.testing.assert_close(cut["gates"][:, 0, 2:], plain["gates"][:, 0, 2:])
+    with pytest.raises(ValueError, match="two different slots"):
+        model.imagine(z, actions, cut=[(2, 2)])
+    ungated = WorldModel(ModelConfig(encoder="state", num_slots=4, slot_dim=4, hidden=16, num_features=8, gated=False))
+    with pytest.raises(ValueError, match="ungated"):
+        ungated.imagine(z, actions, cut=[(0, 1)])
+
+
+def test_state_decoder_trains_with_more_slots_than_object_columns(tiny, tmp_path):
+    """The object-counts sweep trains 10 slots on files with 5 object columns; the decoder's targets are padded."""
+    model = {"slot_dim": 4, "hidden": 16, "encoder_hidden": 8, "decoder": True, "num_slots": 6}
+    last = train(cfg(tiny, "state", data=str(tiny / "states.h5"), model=model), tmp_path / "run", progress=False)
+    assert np.isfinite(last["dynamics"]) and last["recon"] > 0
+    assert load_run(tmp_path / "run").config.num_slots == 6
