@@ -17,6 +17,7 @@ SCRIPTS = [
     "analysis/nri_springs.py",
     "analysis/object_counts.py",
     "analysis/interventions.py",
+    "analysis/supervised_transition.py",
     "paper_figures/roc_curves.py",
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",
@@ -67,6 +68,25 @@ def test_intervention_suite_smoke():
     out = run("analysis/interventions.py", "--smoke")
     assert out.returncode == 0, out.stderr
     assert "| mass[0]*=3 |" in out.stdout and "| remove[0] |" in out.stdout
+
+
+def test_supervised_transition_smoke_scores_every_variant(tmp_path):
+    from causal_wm.config import GenerateConfig
+    from causal_wm.generate import generate
+
+    common = dict(steps=12, num_objects="3-4", images=False, influence_steps=0)
+    generate(GenerateConfig(episodes=8, seed=0, **common), tmp_path / "train.h5", progress=False)
+    generate(GenerateConfig(episodes=6, seed=1, **common), tmp_path / "test.h5", progress=False)
+    args = ["--train", tmp_path / "train.h5", "--test", tmp_path / "test.h5", "--steps", "5", "--batch", "8"]
+    out = run("analysis/supervised_transition.py", *args, "--out", tmp_path / "r.json")
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["variant"] for r in results] == ["number", "onehot", "latent", "latent_code"]
+    for r in results:
+        assert all(r[k] is None or 0 <= r[k] <= 1 for k in ("gates_auroc", "jacobian_auroc")), r
+        assert r["test_huber"] >= 0
+    bad = run("analysis/supervised_transition.py", *args, "--variants", "onehot,nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr
 
 
 def test_nri_springs_file_is_state_only_and_physical(tmp_path):
@@ -180,7 +200,13 @@ def run_shell(script, *args):
 
 
 @pytest.mark.parametrize(
-    "script", ["analysis/world_model_seeds.sh", "analysis/graph_inference.sh", "analysis/action_node.sh"]
+    "script",
+    [
+        "analysis/world_model_seeds.sh",
+        "analysis/graph_inference.sh",
+        "analysis/action_node.sh",
+        "analysis/state_dynamics.sh",
+    ],
 )
 def test_shell_scripts_have_help_and_refuse_unknown_flags(script):
     out = run_shell(script, "--help")
@@ -214,3 +240,17 @@ def test_action_node_smoke_writes_the_action_accuracy_table():
     table = json.loads(Path(written).read_text())
     assert len(table["runs"]) == 2 and table["action_accuracy"]["gates"]["n"] == 2
     assert all(0.0 <= v["mean"] <= 1.0 for v in table["action_accuracy"].values())
+
+
+def test_state_dynamics_smoke_trains_every_scene_with_the_type_code():
+    out = run_shell("analysis/state_dynamics.sh", "--smoke")
+    assert out.returncode == 0, out.stderr
+    assert "| mass[0]*=3 |" in out.stdout  # the springs intervention suite ran
+    written = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("wrote ")]
+    tables = [Path(w) for w in written if w.endswith(".json") and "edge_recovery" in w]
+    assert sorted(t.name for t in tables) == ["edge_recovery_charges5_dec10.json", "edge_recovery_springs5_dec10.json"]
+    for table in tables:
+        (run,) = json.loads(table.read_text())["runs"]
+        config = (Path(run) / "config.yaml").read_text()
+        assert "recon_weight: 10.0" in config and "type_feature: 7" in config
+        assert (Path(run) / "eval.json").exists()
