@@ -19,7 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paper_figures.common import plt, save  # noqa: E402
 
-SERIES = (("hits_at_1_1", "Hits@1, 1 step"), ("hits_at_1_10", "Hits@1, 10 steps"), ("auroc", "edge AUROC (best probe)"))
+SERIES = (
+    ("hits_at_1_1", "Hits@1, 1 step"),
+    ("hits_at_1_10", "Hits@1, 10 steps"),
+    ("auroc", "edge AUROC (best probe per cell)"),
+    ("auroc_gates", "edge AUROC (gates)"),  # summaries written before per-method AUROCs lack it: not drawn
+)
 
 
 def plot(summary_path: str, out: str):
@@ -30,10 +35,12 @@ def plot(summary_path: str, out: str):
     ax.axvspan(int(lo) - 0.5, int(hi or lo) + 0.5, color="0.9", label=f"training counts {summary['train_counts']}")
     for i, (key, label) in enumerate(SERIES):
         rows = [summary["counts"][str(c)].get(key) for c in counts]
+        if all(r is None for r in rows):
+            continue
         mean = np.array([np.nan if r is None else r["mean"] for r in rows])
         low = np.array([np.nan if r is None or r["ci"][0] is None else r["ci"][0] for r in rows])
         high = np.array([np.nan if r is None or r["ci"][1] is None else r["ci"][1] for r in rows])
-        ax.plot(counts, mean, marker="os^"[i], label=label)
+        ax.plot(counts, mean, marker="os^D"[i], label=label)
         ax.fill_between(counts, low, high, alpha=0.2)
     ax.set(xlabel="objects in the test scene", ylabel="score", ylim=(0, 1.02), xticks=counts)
     ax.set_title(f"{summary['encoder']} encoder, {len(summary['seeds'])} seeds (95% CI)")
