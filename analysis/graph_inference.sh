@@ -3,12 +3,14 @@
 # (`causal-wm train --graph-context 10`, an NRI-style edge encoder), state encoder with a state decoder, 3 seeds.
 #
 #   bash analysis/graph_inference.sh            # SCENES="nri5 springs5" SEEDS="0 1 2" STEPS=5000 by default
+#   RECON_WEIGHT=10 bash analysis/graph_inference.sh   # the decoder's losses 10x: runs and tables named *_gc_dec10
 #   bash analysis/graph_inference.sh --smoke    # a tiny end-to-end run in a temporary directory (seconds)
 #   bash analysis/graph_inference.sh --help
 #
 # Data: data/{scene}_train.h5 and data/{scene}_test.h5, generated when missing: nri5 by analysis/nri_springs.py
 # (seeds 0/1), springs5 and charges5 by `causal-wm generate --num-objects 5 --no-images` (seeds 0/1).
-# Runs go to runs/{scene}_gc__state__{seed}; finished runs and probes are skipped, a killed training resumes.
+# Runs go to runs/{scene}_gc__state__{seed} (or _gc_dec10); finished runs and probes are skipped, a killed training
+# resumes.
 # Tables: results/edge_recovery_{scene}_gc.{json,md} (mean and 95% CI over seeds; no baselines, see edge_recovery.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +18,13 @@ source analysis/lib.sh
 STEPS=${STEPS:-5000}
 SEEDS=${SEEDS:-0 1 2}
 SCENES=${SCENES:-nri5 springs5}
+RECON_WEIGHT=${RECON_WEIGHT:-1}
+TAG=_gc
+[ "$RECON_WEIGHT" = 1 ] || TAG=_gc_dec$RECON_WEIGHT
 DATA=data RUNS=runs RESULTS=results
 EXTRA=()
 case "${1:-}" in
-  --help|-h) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --help|-h) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --smoke)
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/graph_inference_smoke_XXXX")
     DATA=$tmp RUNS=$tmp RESULTS=$tmp STEPS=3 SEEDS="0 1" SCENES=nri5
@@ -41,11 +46,11 @@ for scene in $SCENES; do
   done
   runs=()
   for seed in $SEEDS; do
-    run="$RUNS/${scene}_gc__state__${seed}"
+    run="$RUNS/${scene}${TAG}__state__${seed}"
     runs+=("$run")
     train_to_end "$run" "$STEPS" --data "$DATA/${scene}_train.h5" --encoder state --decoder --sparsity 0.05 \
-      --negatives both --seed "$seed" "${EXTRA[@]}"
+      --recon-weight "$RECON_WEIGHT" --negatives both --seed "$seed" "${EXTRA[@]}"
   done
   python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/${scene}_test.h5" \
-    --out "$RESULTS/edge_recovery_${scene}_gc" --baselines none --title "${scene}, graph context"
+    --out "$RESULTS/edge_recovery_${scene}${TAG}" --baselines none --title "${scene}, graph context"
 done
