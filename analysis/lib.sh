@@ -11,3 +11,17 @@ train_to_end() {
   [ -f "$run/checkpoints/last.pt" ] && resume=(--resume)
   causal-wm train --steps "$steps" --out "$run" --quiet "$@" "${resume[@]}"
 }
+
+# smoke_mode NAME
+# The tiny settings of a script's --smoke run, in a fresh temporary directory: DATA, RUNS and RESULTS point there,
+# STEPS=3, SEEDS=0, and tiny-run flags are appended to GEN (generate), EXTRA (train), EVAL (evaluate) and SUITE
+# (analysis/interventions.py).
+smoke_mode() {
+  local tmp
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1_smoke_XXXX")
+  DATA=$tmp RUNS=$tmp RESULTS=$tmp STEPS=3 SEEDS=0
+  GEN+=(--episodes 6 --steps 14 --image-size 32 --influence-steps 0 --workers 1 --quiet)
+  EXTRA+=(--batch-size 4 --rollout-steps 2 --slot-dim 4 --hidden 16)
+  EVAL+=(--horizons 1,2)
+  SUITE+=(--episodes 1 --horizon 2 --no-gcm)
+}

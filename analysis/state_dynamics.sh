@@ -21,13 +21,7 @@ EXTRA=() GEN=() EVAL=() SUITE=()
 [ -n "${THREADS:-}" ] && EXTRA+=(--threads "$THREADS")
 case "${1:-}" in
   --help|-h) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  --smoke)
-    tmp=$(mktemp -d "${TMPDIR:-/tmp}/state_dynamics_smoke_XXXX")
-    DATA=$tmp RUNS=$tmp RESULTS=$tmp STEPS=3 SEEDS=0
-    GEN=(--episodes 6 --steps 14 --image-size 32 --influence-steps 0 --workers 1 --quiet)
-    EXTRA+=(--batch-size 4 --rollout-steps 2 --slot-dim 4 --hidden 16)
-    EVAL=(--horizons 1,2)
-    SUITE=(--episodes 1 --horizon 2 --no-gcm) ;;
+  --smoke) smoke_mode state_dynamics ;;
   "") ;;
   *) echo "state_dynamics.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac

@@ -161,6 +161,12 @@ def _add_train(sub) -> None:
         help="how the state encoder reads the categorical 'type' feature: one-hot over the training file's types "
         "(default) or as a number (how runs trained before this option read it)",
     )
+    p.add_argument(
+        "--keypoints",
+        action="store_true",
+        help="cnn: slots also carry each object map's centroid, velocity and presence, and the slot index; with "
+        "--decoder a keypoint decoder (one colour per slot) and a dynamics loss on the keypoints",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
         "--device",
@@ -198,6 +204,8 @@ def cmd_train(args) -> int:
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:
         model["decoder"] = True
+    if args.keypoints:
+        model["keypoints"] = True
     if args.types == "number":
         model["type_feature"] = -1
     if args.actions is not None:
@@ -259,7 +267,7 @@ def cmd_evaluate(args) -> int:
     path = write_eval(args.run, result)
     for h in horizons:
         print(f"{h:>3} steps: Hits@1 {result['hits_at_1'][str(h)]:.4f}  MRR {result['mrr'][str(h)]:.4f}")
-    for key in ("fg_ari", "probe_position_error_px"):
+    for key in ("fg_ari", "probe_position_error_px", "probe_matched_error_px"):
         if key in result:
             print(f"{key}: {result[key]:.4f}")
     print(f"wrote {path}")
@@ -544,7 +552,7 @@ def cmd_quickstart(args) -> int:
     print(f"  {'horizon':>8} {'Hits@1':>8} {'MRR':>8}")
     for h, hits in result["hits_at_1"].items():
         print(f"  {h + ' steps':>8} {hits:>8.3f} {result['mrr'][h]:>8.3f}")
-    for key in ("fg_ari", "probe_position_error_px"):
+    for key in ("fg_ari", "probe_position_error_px", "probe_matched_error_px"):
         if key in result:
             print(f"  {key}: {result[key]:.3f}")
     print(format_probe(probed))

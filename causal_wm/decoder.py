@@ -21,7 +21,8 @@ class DecoderOutput:
     recon: Tensor
     """(B, C, H, W) reconstruction, the mask-weighted sum of the per-slot RGB."""
     masks: Tensor
-    """(B, K, H, W) softmax over slots of the alpha logits; sums to 1 over K, 0 on masked-out slots."""
+    """(B, K, H, W) softmax over slots of the alpha logits; sums to 1 over K, 0 on masked-out slots (for a
+    `KeypointDecoder`: each disc's opacity)."""
     rgb: Tensor
     """(B, K, C, H, W) per-slot RGB in [0, 1] (sigmoid)."""
 
@@ -111,3 +112,66 @@ class StateDecoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         """z (..., K, D) -> (..., K, num_outputs) normalised states."""
         return self.mlp(z)
+
+
+class KeypointDecoder(nn.Module):
+    """Renders keypoint slots (`ObjectExtractorCNN` with ``keypoints=True``) as discs, and composites object maps.
+
+    Slot k is drawn as a disc of learned colour c_k at its centroid (x_k, y_k), with a learned radius shared by all
+    slots and opacity p_k (its presence), over a learned background b: ``recon = b + sum_k alpha_k (c_k - b)``. The
+    same colours composite the encoder's maps directly (`compose`): reconstructing the frame from its maps ties map
+    k to the objects of colour c_k, which is what makes the slot index an object type. Cheap enough to train at the
+    maps' resolution on a CPU; `forward` draws rollouts at any size.
+
+    Args:
+        num_slots: K (one colour per slot index).
+        slot_dim: D, the learned features before the keypoint entries.
+        image_size: side of the frames `forward` draws by default.
+        radius: initial disc radius as a fraction of the image side.
+    """
+
+    def __init__(self, num_slots: int, slot_dim: int, image_size: int = 64, radius: float = 0.06):
+        super().__init__()
+        self.num_slots, self.slot_dim, self.image_size = num_slots, slot_dim, image_size
+        self.colour_logits = nn.Parameter(torch.randn(num_slots, 3))
+        self.background_logit = nn.Parameter(torch.full((3,), -3.0))
+        self.log_radius = nn.Parameter(torch.tensor(float(radius * 2)).log())  # in [-1, 1] units: side = 2
+
+    @torch.no_grad()
+    def init_colours(self, background, colours) -> None:
+        """Start from given colours in [0, 1] (e.g. the most frequent colours of the training frames)."""
+        for param, value in ((self.background_logit, background), (self.colour_logits, colours)):
+            param.copy_(torch.as_tensor(value, dtype=torch.float32).clamp(0.02, 0.98).logit())
+
+    @property
+    def colours(self) -> Tensor:
+        """(K, 3) slot colours in [0, 1]."""
+        return self.colour_logits.sigmoid()
+
+    @property
+    def background(self) -> Tensor:
+        return self.background_logit.sigmoid()
+
+    def compose(self, maps: Tensor) -> Tensor:
+        """Object maps (..., K, h, w) in [0, 1] -> (..., 3, h, w) ``b + sum_k m_k (c_k - b)``."""
+        tint = (self.colours - self.background)[..., None, None]  # (K, 3, 1, 1)
+        return self.background[:, None, None] + (maps.unsqueeze(-3) * tint).sum(-4)
+
+    def forward(self, slots: Tensor, slot_mask: Tensor | None = None, size: int | None = None) -> DecoderOutput:
+        """slots (B, K, D + keypoint entries) -> frames (B, 3, size, size) drawn from the keypoints."""
+        size = self.image_size if size is None else size
+        if slots.shape[1] != self.num_slots:
+            raise ValueError(f"this decoder draws {self.num_slots} slots, got {slots.shape[1]}")
+        d = self.slot_dim
+        xy, presence = slots[..., d : d + 2], slots[..., d + 4].clamp(0.0, 1.0)  # (B, K, 2), (B, K)
+        if slot_mask is not None:
+            presence = presence * slot_mask
+        coords = (torch.arange(size, device=slots.device, dtype=slots.dtype) + 0.5) / size * 2 - 1  # (S,)
+        dx = coords[None, None, None, :] - xy[..., 0, None, None]  # (B, K, 1, S)
+        dy = coords[None, None, :, None] - xy[..., 1, None, None]  # (B, K, S, 1)
+        dist = (dx.square() + dy.square() + 1e-8).sqrt()  # (B, K, S, S)
+        edge = 2.0 / size  # one pixel of antialiasing
+        alpha = presence[..., None, None] * torch.sigmoid((self.log_radius.exp() - dist) / edge)  # (B, K, S, S)
+        recon = self.compose(alpha)  # (B, 3, S, S)
+        rgb = self.colours[None, :, :, None, None].expand(slots.shape[0], -1, -1, size, size)
+        return DecoderOutput(recon=recon, masks=alpha, rgb=rgb)

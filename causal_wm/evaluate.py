@@ -61,6 +61,30 @@ def infer_graphs(model, data: EpisodeArrays, batch: int = 256) -> torch.Tensor |
 
 
 @torch.no_grad()
+def _matched_probe(z0: torch.Tensor, enc_masks: torch.Tensor, data: EpisodeArrays, t0: int, half: int, px: float):
+    """Slot -> own object position: each object is matched to a slot by mask overlap in its episode, and one linear
+    map (shared by all slots) reads the object's position out of its slot, fitted on the first half of the episodes.
+    The all-slots probe above cannot read a slot that holds a different object index in every episode (a cnn whose
+    maps follow colours); this one can. Objects left without a slot are left out."""
+    from causal_wm.probe import match_by_overlap
+
+    rows = {"x": [], "y": [], "train": []}
+    size = data.masks.shape[-2:]
+    for e in range(data.num_episodes):
+        n = int(data.num_objects[e])
+        up = F.interpolate(enc_masks[e : e + 1], size=size, mode="bilinear").numpy()  # (1, K, H, W)
+        slot_of, _ = match_by_overlap(up, data.masks[e : e + 1, t0], n)
+        ok = slot_of >= 0
+        rows["x"].append(z0[e, slot_of[ok]].numpy())
+        rows["y"].append(data.states[e, t0, :n, :2][ok])
+        rows["train"].append(np.full(int(ok.sum()), e < half))
+    x, y, train = (np.concatenate(rows[k]) for k in ("x", "y", "train"))
+    if train.sum() < 2 or (~train).sum() < 1:
+        return {}
+    probe = metrics.linear_probe(x[train], y[train], x[~train], y[~train])
+    return {"probe_matched_error_px": probe["error"] * px, "probe_matched_r2": probe["r2"]}
+
+
 def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch: int = 256) -> dict:
     """Evaluate the run on ``data_path``; returns the eval.json content."""
     model = load_run(run)
@@ -119,6 +143,8 @@ def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch
         result["probe_position_error"] = probe["error"]
         result["probe_position_error_px"] = probe["error"] * px
         result["probe_r2"] = probe["r2"]
+        if enc_masks is not None and data.masks is not None:
+            result.update(_matched_probe(z0, enc_masks, data, t0, half, px))
     result["scene_stats"] = data.info.stats
     if graphs is not None:
         result["graph_context"] = c.graph_context

@@ -199,7 +199,7 @@ def compare_effects(
     if do_spec.step + horizon >= steps:
         raise InterventionError(f"episodes of {steps} frames are too short for step {do_spec.step} + horizon {horizon}")
     images = model.config.uses_images
-    readout = model.decoder is not None and not images  # a state decoder reads positions out of the slots
+    readout = model.reads_positions  # a state decoder or keypoint slots read positions out of the slots
     rng = np.random.default_rng(seed)
     per_episode, sim_all, model_all, sign_hits, sign_total, first = [], [], [], 0, 0, None
     for _ in range(episodes):
@@ -227,13 +227,14 @@ def compare_effects(
         latent_effect = np.where(slot_of >= 0, slot_effect[np.maximum(slot_of, 0)], np.nan)
         model_effect = latent_effect
         if readout:  # displacement against displacement, in the data's units
-            pf, pt = model.decode_states(f_out["z"][0, 1:]), model.decode_states(t_out["z"][0, 1:])
-            model_disp = (pt - pf)[:, :n, :2].detach().numpy()  # (H, N, 2)
+            pf, pt = model.positions(f_out["z"][0, 1:]), model.positions(t_out["z"][0, 1:])  # (H, K, 2)
+            model_disp = (pt - pf)[:, np.maximum(slot_of, 0)].detach().numpy()  # (H, N, 2)
+            model_disp[:, slot_of < 0] = np.nan
             model_effect = np.linalg.norm(model_disp, axis=-1).mean(0)  # (N,)
         others = np.array([i not in do_spec.index for i in range(n)]) & alive & np.isfinite(model_effect)
         if readout:
             big = np.abs(disp) > 0.05 * (np.abs(disp).max() + 1e-9)
-            sel = big & others[None, :, None]
+            sel = big & others[None, :, None] & np.isfinite(model_disp)
             sign_hits += int((np.sign(model_disp[sel]) == np.sign(disp[sel])).sum())
             sign_total += int(sel.sum())
         sim_all.append(sim_effect[others])

@@ -17,8 +17,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from causal_wm.decoder import SpatialBroadcastDecoder, StateDecoder
-from causal_wm.encoders import SLOT_INITS, EncoderOutput, ObjectExtractorCNN, SlotAttentionEncoder, StateEncoder
+from causal_wm.decoder import KeypointDecoder, SpatialBroadcastDecoder, StateDecoder
+from causal_wm.encoders import (
+    KEYPOINT_DIM,
+    SLOT_INITS,
+    EncoderOutput,
+    ObjectExtractorCNN,
+    SlotAttentionEncoder,
+    StateEncoder,
+)
 from causal_wm.transition import GraphInference, TransitionGNN, TransitionOutput
 
 ENCODERS = ("cnn", "slots", "state")
@@ -68,6 +75,11 @@ class ModelConfig:
     """Slot Attention's initial slots: gaussian (random draws from a learned Gaussian; frames are tracked, each
     initialised from the previous frame's slots) or learned (one learned query per slot; every frame is encoded on
     its own)."""
+    keypoints: bool = False
+    """cnn only: per-frame object maps, and slots that carry each map's centroid, its velocity, its presence and the
+    slot's one-hot index (`ObjectExtractorCNN`), so ``latent_dim = slot_dim + 5 + num_slots``. With ``decoder`` the
+    decoder is a `KeypointDecoder` (one colour per slot), and the loss adds a dynamics term on the keypoints: the
+    pixel-only counterpart of the state decoder's."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
@@ -85,6 +97,8 @@ class ModelConfig:
                 f"type_feature {self.type_feature} needs num_types >= 1 and a column below num_features "
                 f"{self.num_features} (num_types {self.num_types})"
             )
+        if self.keypoints and (self.encoder != "cnn" or self.history < 2):
+            raise ValueError("keypoints need the cnn encoder and a history of >= 2 frames (velocities)")
         if self.graph_context == 1 or self.graph_context < 0:
             raise ValueError(f"graph_context must be 0 (off) or >= 2 observations, got {self.graph_context}")
         if self.graph_context and not self.gated:
@@ -100,7 +114,10 @@ class ModelConfig:
 
     @property
     def latent_dim(self) -> int:
-        """Entries per slot: ``slot_dim``, plus the type code of a state encoder with ``type_feature``."""
+        """Entries per slot: ``slot_dim``, plus the type code of a state encoder with ``type_feature``, or the keypoint
+        entries and the slot index of a cnn with ``keypoints``."""
+        if self.keypoints:
+            return self.slot_dim + KEYPOINT_DIM + self.num_slots
         return self.slot_dim + (self.num_types if self.encoder == "state" and self.type_feature >= 0 else 0)
 
 
@@ -119,7 +136,7 @@ class WorldModel(nn.Module):
             image_size=c.image_size,
         )
         if c.encoder == "cnn":
-            self.encoder = ObjectExtractorCNN(**image)
+            self.encoder = ObjectExtractorCNN(**image, keypoints=c.keypoints)
         elif c.encoder == "slots":
             self.encoder = SlotAttentionEncoder(**image, iters=c.slot_iters, slot_init=c.slot_init)
         else:
@@ -141,7 +158,9 @@ class WorldModel(nn.Module):
         )
         self.graph_inference = GraphInference(c.latent_dim, c.hidden) if c.graph_context else None
         self.decoder: nn.Module | None = None
-        if c.decoder and c.uses_images:
+        if c.decoder and c.keypoints:
+            self.decoder = KeypointDecoder(c.num_slots, c.slot_dim, image_size=c.image_size)
+        elif c.decoder and c.uses_images:
             self.decoder = SpatialBroadcastDecoder(c.slot_dim, image_size=c.image_size, hidden=c.encoder_hidden)
         elif c.decoder:
             self.decoder = StateDecoder(
@@ -337,6 +356,19 @@ class WorldModel(nn.Module):
         if self.decoder is None or not self.config.uses_images:
             raise ValueError("this model has no frame decoder (train an image encoder with --decoder)")
         return self.decoder(z, slot_mask=slot_mask)
+
+    @property
+    def reads_positions(self) -> bool:
+        """Whether `positions` can read object positions out of slots (a state decoder, or keypoint slots)."""
+        return self.config.keypoints or (self.decoder is not None and not self.config.uses_images)
+
+    def positions(self, z: Tensor) -> Tensor:
+        """Object positions (..., K, 2) in data (arena) units read out of slots (..., K, D): the state decoder's x, y,
+        or a keypoint slot's centroid mapped from [-1, 1] image coordinates to the arena."""
+        if self.config.keypoints:
+            d = self.config.slot_dim
+            return (z[..., d : d + 2] + 1.0) * 0.5 * self.arena_size
+        return self.decode_states(z)[..., :2]
 
     def decode_states(self, z: Tensor) -> Tensor:
         """Object states (..., K, 4): x, y, vx, vy in data units, of slots (..., K, D) (state encoder + decoder)."""

@@ -138,6 +138,25 @@ class EpisodeArrays:
         mad = 1.4826 * np.median(np.abs(diff - np.median(diff, 0)), 0)
         return torch.from_numpy(np.where(mad > 1e-8, mad, 1.0).astype(np.float32))
 
+    def frequent_colours(self, k: int, frames: int = 2000, bits: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The most frequent pixel colour (the background) and the ``k`` next most frequent ones, (3,) and (k, 3) in
+        [0, 1], over up to ``frames`` frames spread over the file (colours quantised to ``bits`` per channel; fewer
+        than k colours are padded with mid-grey). Deterministic: it initialises the colours of a keypoint decoder."""
+        if self.obs is None:
+            raise TrainError("the keypoint decoder's colours need image frames ('obs')")
+        flat = self.obs.reshape(-1, *self.obs.shape[2:])  # (E T, H, W, 3)
+        pick = np.linspace(0, len(flat) - 1, min(frames, len(flat))).round().astype(np.int64)
+        shift = 8 - bits
+        px = (flat[pick].reshape(-1, 3) >> shift).astype(np.int64)
+        codes, counts = np.unique((px[:, 0] << (2 * bits)) | (px[:, 1] << bits) | px[:, 2], return_counts=True)
+        order = codes[np.argsort(-counts, kind="stable")][: k + 1]
+        mask = (1 << bits) - 1
+        rgb = np.stack([(order >> (2 * bits)) & mask, (order >> bits) & mask, order & mask], 1)
+        rgb = ((rgb << shift) + (1 << shift) / 2) / 255.0
+        colours = np.full((k, 3), 0.5)
+        colours[: len(rgb) - 1] = rgb[1:]
+        return rgb[0], colours
+
     def window(self, e: np.ndarray, s: np.ndarray, length: int, history: int) -> dict[str, torch.Tensor]:
         """Windows of ``length`` observations starting at observation time ``s + history - 1``."""
         t = s[:, None] + history - 1 + np.arange(length)[None]  # (B, L) observation times
@@ -191,13 +210,14 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     c = model.config
     length = cfg.rollout_steps + 1
     ctx = model.context_steps
-    z, _ = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D)
+    z, maps = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D), (B, ctx + L, K, h, w)
     mask = slot_mask_for(batch["num_objects"], c.num_slots, c.encoder)
     edge_gates = edge_logits = None
     if ctx:  # the graph is inferred from the observations up to the rollout's first step, which starts ctx later
         edge_logits, valid = model.graph_inference.logits(z[:, : ctx + 1], mask)
         edge_gates = model.graph_inference.gates(edge_logits, valid)  # one relaxed sample per rollout
         z = z[:, ctx:]
+        maps = None if maps is None else maps[:, ctx:]
         batch = {k: v[:, ctx:] if k in ("states", "actions", "frames") else v for k, v in batch.items()}
     positions = batch["states"][..., :2] / model.arena_size  # (B, L, N, 2)
     preds, gates, state = [], [], z[:, 0]
@@ -246,6 +266,17 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         real_h = mask[:, None, :, None].float() if mask is not None else torch.ones_like(dyn)
         parts["dynamics"] = (dyn * real_h).sum() / real_h.expand_as(dyn).sum().clamp(min=1)
         loss = loss + cfg.recon_weight * (parts["recon"] + parts["dynamics"])
+    elif model.decoder is not None and c.keypoints:
+        # The dynamics term trains the transition only: rolled out from detached slots, it cannot make the encoder's
+        # keypoints easier to predict (e.g. static) instead of the transition better.
+        free, state = [], z[:, 0].detach()
+        for h in range(cfg.rollout_steps):
+            step_gates = None if edge_gates is None else edge_gates.detach()
+            out = model.transition(state, batch["actions"][:, h], positions[:, h], mask, step_gates, norms=False)
+            state = state + out.delta
+            free.append(state)
+        parts.update(keypoint_losses(model, batch, z, torch.stack(free, 1), maps))
+        loss = loss + cfg.recon_weight * (parts["recon"] + parts["dynamics"])
     elif model.decoder is not None:
         target = batch["frames"][:, c.history - 1 : c.history - 1 + length].float().div(255).permute(0, 1, 4, 2, 3)
         recon = model.decode(z.flatten(0, 1)).recon.unflatten(0, z.shape[:2])  # (B, L, 3, H, W)
@@ -253,6 +284,44 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         loss = loss + cfg.recon_weight * parts["recon"]
     parts["loss"] = loss
     return parts
+
+
+def robust_scale(x: torch.Tensor) -> torch.Tensor:
+    """(F,) 1.4826 x the median absolute deviation of ``x`` (..., F) over everything but its last axis."""
+    flat = x.reshape(-1, x.shape[-1])
+    return 1.4826 * (flat - flat.median(0).values).abs().median(0).values
+
+
+def keypoint_losses(
+    model: WorldModel, batch: dict[str, torch.Tensor], z: torch.Tensor, preds: torch.Tensor, maps: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Losses of a cnn with ``keypoints`` and its `KeypointDecoder`, from pixels only.
+
+    ``recon``: the frames (average-pooled to the maps' size) against the colour composite of the encoder's maps and
+    against the discs drawn from the encoded slots. ``dynamics``: the imagined one-step changes of each slot's
+    (x, y, vx, vy) against the changes its encoded keypoints make (targets detached), Huber in robust units of the
+    batch's own changes, weighted by the object's presence: the part of the motion that carries the interactions."""
+    c = model.config
+    length = z.shape[1]
+    frames = batch["frames"][:, c.history - 1 : c.history - 1 + length]  # (B, L, H, W, 3)
+    h = maps.shape[-1]
+    target = F.adaptive_avg_pool2d(frames.flatten(0, 1).permute(0, 3, 1, 2).float().div(255), h)  # (B L, 3, h, h)
+    composite = model.decoder.compose(maps.flatten(0, 1))
+    drawn = model.decoder(z.flatten(0, 1), size=h).recon
+    # Relative to the frames' variance: objects cover a few percent of a frame, and a plain mean squared error is
+    # met by drawing the background alone (the maps then collapse, measured).
+    variance = target.var(dim=(0, 2, 3)).sum().clamp(min=1e-6)
+    recon = ((composite - target).pow(2).mean() + (drawn - target).pow(2).mean()) * 3 / variance
+    kp = slice(c.slot_dim, c.slot_dim + 4)
+    true = z[..., kp].detach()  # (B, L, K, 4)
+    change = true[:, 1:] - true[:, :-1]  # (B, H, K, 4)
+    scale = robust_scale(change).clamp(min=1e-4)
+    imagined = preds[..., kp]
+    previous = torch.cat([true[:, :1], imagined[:, :-1]], 1)
+    dyn = F.smooth_l1_loss((imagined - previous) / scale, change / scale, reduction="none")  # (B, H, K, 4)
+    weight = z[:, 1:, :, c.slot_dim + 4, None].detach().clamp(0, 1)  # presence of the target
+    dynamics = (dyn * weight).sum() / (weight.expand_as(dyn).sum().clamp(min=1))
+    return {"recon": recon, "dynamics": dynamics}
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -346,6 +415,9 @@ def build_model(cfg: TrainConfig, data: EpisodeArrays, saved_model: dict | None 
     model.arena_size = data.arena
     if model.decoder is not None and not mcfg.uses_images:
         model.decoder.delta_scale.copy_(data.delta_scale(model.decoder.num_outputs))
+    if model.decoder is not None and mcfg.keypoints:
+        background, colours = data.frequent_colours(mcfg.num_slots)
+        model.decoder.init_colours(background, colours)
     return model
 
 

@@ -206,6 +206,7 @@ def run_shell(script, *args):
         "analysis/graph_inference.sh",
         "analysis/action_node.sh",
         "analysis/state_dynamics.sh",
+        "analysis/pixel_keypoints.sh",
     ],
 )
 def test_shell_scripts_have_help_and_refuse_unknown_flags(script):
@@ -254,3 +255,15 @@ def test_state_dynamics_smoke_trains_every_scene_with_the_type_code():
         config = (Path(run) / "config.yaml").read_text()
         assert "recon_weight: 10.0" in config and "type_feature: 7" in config
         assert (Path(run) / "eval.json").exists()
+
+
+def test_pixel_keypoints_smoke_trains_probes_and_reads_positions_in_the_suite():
+    out = run_shell("analysis/pixel_keypoints.sh", "--smoke")
+    assert out.returncode == 0, out.stderr
+    assert "Model effects measured in: decoded position" in out.stdout
+    written = [Path(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("wrote ")]
+    (table,) = [w for w in written if w.name == "edge_recovery_springs5_kp.json"]
+    (run,) = json.loads(table.read_text())["runs"]
+    config = (Path(run) / "config.yaml").read_text()
+    assert "keypoints: true" in config and "action_node: true" in config and "num_slots: 6" in config
+    assert json.loads((Path(run) / "probe.json").read_text())["matching"]["method"] == "masks"

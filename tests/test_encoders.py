@@ -1,10 +1,13 @@
 """Tests for causal_wm.encoders and causal_wm.decoder: shapes, slot attention invariants, padding and a tiny overfit."""
 
+import math
+
 import pytest
 import torch
 
-from causal_wm.decoder import DecoderOutput, SpatialBroadcastDecoder
+from causal_wm.decoder import DecoderOutput, KeypointDecoder, SpatialBroadcastDecoder
 from causal_wm.encoders import (
+    KEYPOINT_DIM,
     EncoderOutput,
     ObjectExtractorCNN,
     SlotAttention,
@@ -39,6 +42,81 @@ def test_object_extractor_shapes_and_masks(size):
 def test_object_extractor_rejects_bad_image_size():
     with pytest.raises(ValueError, match="divisible by 4"):
         ObjectExtractorCNN(image_size=30)
+    with pytest.raises(ValueError, match="2 RGB frames"):
+        ObjectExtractorCNN(in_channels=3, keypoints=True)
+
+
+def _dot_frames(points: list[list[tuple[int, int]]], size: int = 32) -> torch.Tensor:
+    """(B, 3 L, size, size) stacks of black frames with one white 2x2 dot per frame at (row, col)."""
+    x = torch.zeros(len(points), 3 * len(points[0]), size, size)
+    for b, track in enumerate(points):
+        for frame, (row, col) in enumerate(track):
+            x[b, 3 * frame : 3 * frame + 3, row : row + 2, col : col + 2] = 1.0
+    return x
+
+
+def test_keypoint_slots_carry_centroid_velocity_presence_and_index():
+    enc = ObjectExtractorCNN(in_channels=6, num_slots=3, slot_dim=4, image_size=32, keypoints=True)
+    assert enc.out_dim == 4 + KEYPOINT_DIM + 3
+    x = _dot_frames([[(4, 4), (4, 12)], [(20, 8), (12, 8)]])
+    out = enc(x)
+    assert out.slots.shape == (2, 3, enc.out_dim) and out.masks.shape == (2, 3, 16, 16)
+    d = 4
+    assert torch.equal(out.slots[0, :, d + KEYPOINT_DIM :], torch.eye(3))
+    assert torch.allclose(out.slots[0, :, d + 4], out.masks[0].flatten(1).amax(-1))  # presence: the map's peak
+    # The keypoints are the soft centroids of each frame's own maps; plant maps that are exactly the dots.
+    dots = torch.nn.functional.avg_pool2d(x.unflatten(1, (2, 3))[:, :, 0], 2)  # (B, L, 16, 16) dot coverage per cell
+    flat = dots[:, :, None].expand(-1, -1, 3, -1, -1).flatten(3)  # (B, L, K, 64)
+    xy = enc.centroids(flat)  # (B, L, K, 2)
+    # The 2x2 dot at pixel rows/cols 4-5 of a 32 px frame is map cell 2 of 16, centred at (2 + 0.5) / 16 * 2 - 1.
+    assert torch.allclose(xy[0, 0, 0], torch.tensor([-0.6875, -0.6875]))
+    assert torch.allclose(xy[0, 1, 0] - xy[0, 0, 0], torch.tensor([0.5, 0.0]))  # moved 8 px right
+    assert torch.allclose(xy[1, 1, 0] - xy[1, 0, 0], torch.tensor([0.0, -0.5]))  # moved 8 px up
+
+
+def test_keypoint_encoder_reads_each_frame_with_the_same_extractor():
+    enc = ObjectExtractorCNN(in_channels=6, num_slots=2, slot_dim=4, image_size=32, keypoints=True).eval()
+    x = _dot_frames([[(4, 4), (20, 20)]])
+    swapped = torch.cat([x[:, 3:], x[:, :3]], 1)
+    a, b = enc(x).slots[0], enc(swapped).slots[0]
+    d = 4
+    # Swapping the frames swaps the centroids: velocity flips sign, the position becomes the other frame's.
+    assert torch.allclose(a[:, d + 2 : d + 4], -b[:, d + 2 : d + 4], atol=1e-6)
+    assert torch.allclose(a[:, d : d + 2] - a[:, d + 2 : d + 4], b[:, d : d + 2], atol=1e-6)
+
+
+def test_keypoint_maps_learn_from_the_reconstruction_only():
+    enc = ObjectExtractorCNN(in_channels=6, num_slots=3, slot_dim=4, image_size=32, keypoints=True)
+    out = enc(images(2, 32))
+    out.slots.sum().backward()  # what any loss on the slots (contrastive, dynamics) sends back
+    assert enc.extractor[0].weight.grad is None and enc.object_encoder[0].weight.grad is not None
+    out = enc(images(2, 32))
+    out.masks.sum().backward()  # the reconstruction reads the maps directly
+    assert enc.extractor[0].weight.grad.abs().sum() > 0
+
+
+def test_keypoint_decoder_draws_discs_where_the_keypoints_are():
+    dec = KeypointDecoder(num_slots=2, slot_dim=3, image_size=32)
+    with torch.no_grad():
+        dec.log_radius.fill_(math.log(0.25))  # 4 px
+    z = torch.zeros(1, 2, 3 + KEYPOINT_DIM + 2)
+    z[0, 0, 3:5] = torch.tensor([-0.5, 0.5])  # x left, y down
+    z[0, 0, 7] = 1.0  # present
+    z[0, 1, 3:5] = torch.tensor([0.5, -0.5])  # absent: presence 0
+    out = dec(z)
+    assert out.recon.shape == (1, 3, 32, 32) and out.masks.shape == (1, 2, 32, 32)
+    alpha = out.masks[0, 0]
+    row, col = divmod(int(alpha.argmax()), 32)
+    assert abs(row - 23.5) <= 1 and abs(col - 7.5) <= 1
+    assert float(out.masks[0, 1].detach().max()) == 0.0
+    assert torch.allclose(out.recon[0, :, row, col], dec.colours[0], atol=0.05)
+    assert torch.allclose(out.recon[0, :, 0, 31], dec.background, atol=1e-3)
+    maps = torch.zeros(1, 2, 16, 16)
+    maps[0, 1, 2, 3] = 1.0
+    comp = dec.compose(maps)
+    assert torch.allclose(comp[0, :, 2, 3], dec.colours[1]) and torch.allclose(comp[0, :, 0, 0], dec.background)
+    with pytest.raises(ValueError, match="draws 2 slots"):
+        dec(z[:, :1])
 
 
 @pytest.mark.parametrize(("size", "resolution", "maps"), [(64, None, 16), (32, None, 8), (32, 32, 32), (64, 32, 32)])

@@ -280,6 +280,43 @@ def test_cli_slot_init_learned_trains_evaluates_and_probes(tiny, tmp_path, capsy
         main(bad)
 
 
+def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, capsys):
+    run = tmp_path / "kp"
+    args = ["--encoder", "cnn", "--keypoints", "--decoder", "--actions", "node", "--num-slots", "4", "--steps", "3"]
+    args += ["--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--sparsity", "0.1"]
+    assert main(["train", "--data", str(tiny / "train.h5"), "--out", str(run), "--quiet", *args]) == 0
+    logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["recon"] > 0 and logged["dynamics"] > 0 and np.isfinite(logged["loss"])
+    model = load_run(run)
+    assert model.config.keypoints and model.config.latent_dim == 4 + 5 + 4
+    z = torch.zeros(2, 4, model.config.latent_dim)
+    roll = model.imagine(z, torch.zeros(2, 3, dtype=torch.long), positions=torch.zeros(2, 3, 3, 2))
+    assert roll["z"].shape == (2, 4, 4, 13) and roll["frames"].shape == (2, 4, 3, 32, 32)
+    assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
+    evaluated = json.loads((run / "eval.json").read_text())
+    assert 0.0 <= evaluated["fg_ari"] <= 1.0 and evaluated["probe_matched_error_px"] >= 0
+    assert main(["probe", str(run), "--data", str(tiny / "test.h5"), "--baselines", "none", "--quiet"]) == 0
+    assert json.loads((run / "probe.json").read_text())["matching"]["method"] == "masks"
+    with pytest.raises(ValueError, match="keypoints need the cnn encoder"):
+        ModelConfig(encoder="state", keypoints=True)
+    bad = ["train", "--data", str(tiny / "states.h5"), "--encoder", "state", "--keypoints", "--quiet"]
+    assert main([*bad, "--out", str(tmp_path / "b")]) == 2 and "keypoints" in capsys.readouterr().err
+
+
+def test_frequent_colours_are_the_background_then_the_object_colours(tiny):
+    from causal_wm.train import EpisodeArrays
+    from envs.scene import PALETTE
+
+    data = EpisodeArrays(str(tiny / "train.h5"), images=True)
+    background, colours = data.frequent_colours(3)
+    assert np.abs(background - 0.0).max() < 0.05  # black arena
+    palette = PALETTE / 255.0
+    for colour in colours:  # every object colour is one of the palette's (within the 5-bit quantisation)
+        assert np.abs(palette - colour).max(1).min() < 1 / 32 + 1e-6
+    with pytest.raises(TrainError, match="image frames"):
+        EpisodeArrays(str(tiny / "states.h5"), images=False).frequent_colours(3)
+
+
 def test_quickstart_smoke(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0
