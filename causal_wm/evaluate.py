@@ -161,7 +161,8 @@ def _examples(
     """Arrays for the rollout and slot-mask figures, from the first ``count`` episodes.
 
     Imagined latents are projected to object positions by a ridge map from all slots to all positions, fitted on the
-    encoded true latents of every evaluation episode at the evaluated horizons (with a state decoder, decoded)."""
+    encoded true latents of every evaluation episode at the evaluated horizons (with a state decoder, decoded; with
+    keypoint slots, each object's own slot's keypoint)."""
     c = model.config
     e = np.arange(min(count, data.num_episodes))
     t0 = model.first_observation
@@ -195,6 +196,26 @@ def _examples(
         out["slot_masks"] = torch.stack(masks, 1).half().numpy()  # (B, H+1, K, h, w)
         if data.masks is not None:
             out["true_masks"] = data.masks[e, t0 : t0 + horizon + 1]
+            if model.config.keypoints:  # each object's own slot's keypoint, matched by mask overlap at the start
+                out["pred_positions"] = _keypoint_tracks(
+                    model, roll["z"], masks[0], data.masks[e, t0], data.num_objects[e]
+                )
+    return out
+
+
+def _keypoint_tracks(model, z: torch.Tensor, slot_masks: torch.Tensor, object_ids: np.ndarray, counts) -> np.ndarray:
+    """(B, H+1, N, 2) positions of keypoint slots ``z`` (B, H+1, K, D) in object order: object n gets the keypoint of
+    the slot whose map overlaps it most in ``slot_masks`` (B, K, h, w); NaN for an object without a slot."""
+    from causal_wm.probe import match_by_overlap
+
+    pos = model.positions(z).detach().numpy()  # (B, H+1, K, 2)
+    out = np.full((pos.shape[0], pos.shape[1], int(max(counts)), 2), np.nan, dtype=np.float32)
+    up = F.interpolate(slot_masks.float(), size=object_ids.shape[-2:], mode="bilinear").numpy()
+    for b, n in enumerate(counts):
+        slot_of, _ = match_by_overlap(up[b : b + 1], object_ids[b : b + 1], int(n))
+        for obj, slot in enumerate(slot_of):
+            if slot >= 0:
+                out[b, :, obj] = pos[b, :, slot]
     return out
 
 

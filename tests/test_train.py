@@ -295,6 +295,11 @@ def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, 
     assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
     evaluated = json.loads((run / "eval.json").read_text())
     assert 0.0 <= evaluated["fg_ari"] <= 1.0 and evaluated["probe_matched_error_px"] >= 0
+    examples = np.load(run / "examples.npz")  # imagined keypoints, in object order, in arena units
+    pred, true, counts = examples["pred_positions"], examples["true_positions"], examples["num_objects"]
+    assert pred.shape[:2] == true.shape[:2] and pred.shape[2] == counts.max() and pred.shape[3] == 2
+    start = pred[:, 0][np.arange(pred.shape[2])[None] < counts[:, None]]  # encoded keypoints: inside the arena
+    assert np.isfinite(pred[0, :, : counts[0]]).all() and ((start >= 0) & (start <= 100)).all()
     assert main(["probe", str(run), "--data", str(tiny / "test.h5"), "--baselines", "none", "--quiet"]) == 0
     assert json.loads((run / "probe.json").read_text())["matching"]["method"] == "masks"
     with pytest.raises(ValueError, match="keypoints need the cnn encoder"):
