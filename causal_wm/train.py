@@ -269,13 +269,12 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     elif model.decoder is not None and c.keypoints:
         # The dynamics term trains the transition only: rolled out from detached slots, it cannot make the encoder's
         # keypoints easier to predict (e.g. static) instead of the transition better.
-        free, state = [], z[:, 0].detach()
-        for h in range(cfg.rollout_steps):
-            step_gates = None if edge_gates is None else edge_gates.detach()
-            out = model.transition(state, batch["actions"][:, h], positions[:, h], mask, step_gates, norms=False)
-            state = state + out.delta
-            free.append(state)
-        parts.update(keypoint_losses(model, batch, z, torch.stack(free, 1), maps))
+        h = cfg.rollout_steps
+        gates_in = None if edge_gates is None else edge_gates.detach()
+        free = model.imagine(
+            z[:, 0].detach(), batch["actions"][:, :h], positions[:, :h], mask, decode=False, edge_gates=gates_in
+        )["z"][:, 1:]
+        parts.update(keypoint_losses(model, batch, z, free, maps))
         loss = loss + cfg.recon_weight * (parts["recon"] + parts["dynamics"])
     elif model.decoder is not None:
         target = batch["frames"][:, c.history - 1 : c.history - 1 + length].float().div(255).permute(0, 1, 4, 2, 3)

@@ -11,7 +11,6 @@ OUT=${1:?usage: gpu_keypoints.sh OUT_DIR [STEPS] [SEEDS...]}
 STEPS=${2:-2500}
 shift $(( $# >= 2 ? 2 : 1 ))
 SEEDS=("${@:-0}")
-[ ${#SEEDS[@]} -eq 0 ] && SEEDS=(0)
 read -r -a CWM <<< "${CWM:-causal-wm}"
 mkdir -p "$OUT/data"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
