@@ -173,10 +173,10 @@ class WorldModel(nn.Module):
         """(B, L, H, W, 3) uint8 frames -> (B, 3L, H, W) float in [0, 1], channel 3l + c = colour c of frame l.
 
         The result is stored channels-last (the frames' own layout, so no transposing copy), which is also the layout
-        in which CPU convolutions are fastest."""
-        b, length, h, w, c = frames.shape
-        x = frames.permute(0, 2, 3, 1, 4).reshape(b, h, w, length * c).permute(0, 3, 1, 2)  # NCHW, channels-last
-        return x.float().div_(255.0)
+        in which CPU convolutions are fastest. The frames' colours are interleaved per pixel by concatenating along the
+        colour axis, 2-3x faster than copying the permuted (B, H, W, L, 3) view (its innermost run is 3 bytes)."""
+        x = frames[:, 0] if frames.shape[1] == 1 else torch.cat(frames.unbind(1), dim=-1)  # (B, H, W, 3L)
+        return x.permute(0, 3, 1, 2).float().div_(255.0)  # NCHW view, channels-last
 
     def encode(
         self,

@@ -365,3 +365,17 @@ def test_state_encoder_rejects_a_bad_type_column():
         StateEncoder(num_features=3, type_feature=3, num_types=2)
     with pytest.raises(ValueError, match="num_types"):
         StateEncoder(num_features=3, type_feature=1, num_types=0)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_frames_to_input_stacks_frames_channels_last(length):
+    from causal_wm.model import WorldModel
+
+    frames = torch.randint(0, 256, (4, length, 8, 6, 3), dtype=torch.uint8)
+    x = WorldModel.frames_to_input(frames)
+    assert x.shape == (4, 3 * length, 8, 6)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    for frame in range(length):
+        for colour in range(3):
+            expected = frames[:, frame, :, :, colour].float() / 255.0
+            torch.testing.assert_close(x[:, 3 * frame + colour], expected, rtol=0, atol=0)
