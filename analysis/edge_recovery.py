@@ -31,15 +31,17 @@ KEYS = ("auroc", "ap", "shd", "f1")
 
 def probe_run(run: Path, data: str, baselines: str, time_stride: int | None) -> dict:
     """probe.json of ``run`` on ``data``, reusing an existing one made on the same file with the requested
-    baselines (a probe.json without them is redone, so that no requested row silently goes missing)."""
-    from causal_wm.probe import ProbeConfig, probe, write_probe
+    baselines (a probe.json without them, or without one of the action-node readouts, is redone, so that no requested
+    row silently goes missing)."""
+    from causal_wm.probe import ACTION_READOUTS, ProbeConfig, probe, write_probe
 
     path = run / "probe.json"
     names = [] if baselines == "none" else baselines.split(",")
     if path.exists():
         saved = json.loads(path.read_text())
         same_data = Path(saved.get("data", "")).resolve() == Path(data).resolve()
-        if same_data and set(names) <= set(saved.get("baselines", {})):
+        readouts = set(saved.get("action_accuracy", ACTION_READOUTS))
+        if same_data and set(names) <= set(saved.get("baselines", {})) and readouts == set(ACTION_READOUTS):
             return saved
     cfg = ProbeConfig() if time_stride is None else ProbeConfig(time_stride=time_stride)
     result, arrays = probe(run, data, cfg, baselines=names)

@@ -43,9 +43,10 @@ from causal_wm.model import NUM_DIRECTIONS
 from causal_wm.train import EpisodeArrays, load_run, slot_mask_for
 
 METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
-ACTION_READOUTS = ("gates", "message_norms", "intervention")
-"""Readouts of where the action node acts: its edge gates, its message norms, and the change of each slot's predicted
-change when the push is replaced by a no-op."""
+ACTION_READOUTS = ("gates", "message_norms", "intervention", "intervention_directions")
+"""Readouts of where the action node acts: its edge gates, its message norms, the change of each slot's predicted
+change when the push is replaced by a no-op, and that change summed over every direction of a push at the same place
+(a push against a wall or another object barely moves its object in one direction, but not in all)."""
 MATCHINGS = ("auto", "identity", "masks", "trajectory")
 
 
@@ -279,6 +280,36 @@ def _encode_times(model, data: EpisodeArrays, e: np.ndarray, times: np.ndarray):
     return torch.stack([slots[t] for t in times], 1), torch.stack([masks[t] for t in times], 1)
 
 
+@torch.no_grad()
+def action_readouts(
+    model, z: torch.Tensor, actions: torch.Tensor, positions: torch.Tensor, slot_mask=None, edge_gates=None
+) -> dict[str, torch.Tensor]:
+    """(B, K) scores of each slot for the action node's `ACTION_READOUTS`, padded slots 0.
+
+    ``z`` (B, K, D) slots, ``actions`` (B,) integer actions (0 = no-op, else 1 + object * NUM_DIRECTIONS + direction),
+    ``positions`` (B, N, 2) normalised object positions (the push locations)."""
+    b = actions.shape[0]
+    push = actions > 0
+    first = actions - 1 - (actions - 1) % NUM_DIRECTIONS  # object * NUM_DIRECTIONS, for pushes
+    # one batched call: the action, a no-op, and the push in each direction at the same place
+    variants = [actions, torch.zeros_like(actions)]
+    variants += [torch.where(push, first + 1 + d, actions) for d in range(NUM_DIRECTIONS)]
+    n = len(variants)
+
+    def tile(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x.repeat(n, *([1] * (x.dim() - 1)))
+
+    out = model.transition(tile(z), torch.cat(variants), tile(positions), tile(slot_mask), tile(edge_gates))
+    delta = out.delta.unflatten(0, (n, b))  # (n, B, K, D)
+    change = (delta - delta[1]).norm(dim=-1)  # (n, B, K) against the no-op
+    return {
+        "gates": out.action_gates[:b],
+        "message_norms": out.action_message_norms[:b],
+        "intervention": change[0],
+        "intervention_directions": change[2:].sum(0),
+    }
+
+
 def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = False) -> ProbeScores:
     """Run every configured method on every episode of ``data`` and map the scores to objects."""
     c = model.config
@@ -331,14 +362,7 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
             for m, s in scores.items():
                 slot_acc[m][e] += s.numpy()
             if c.action_node:
-                with torch.no_grad():
-                    tr = model.transition(z_all[:, li], act[:, 0], pos[:, 0], slot_mask, edge_gates)
-                    noop = model.transition(z_all[:, li], torch.zeros_like(act[:, 0]), pos[:, 0], slot_mask, edge_gates)
-                readouts = {
-                    "gates": tr.action_gates,
-                    "message_norms": tr.action_message_norms,
-                    "intervention": (tr.delta - noop.delta).norm(dim=-1),
-                }  # (B, K) each; padded slots score 0
+                readouts = action_readouts(model, z_all[:, li], act[:, 0], pos[:, 0], slot_mask, edge_gates)
                 pushed = act[:, 0].numpy() > 0
                 obj = (act[:, 0].numpy() - 1) // NUM_DIRECTIONS
                 push_steps[e] += pushed

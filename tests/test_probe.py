@@ -283,3 +283,41 @@ def test_action_node_readouts_are_scored_against_the_pushed_object(tmp_path, shi
     assert set(scores.push_hits) == set(probe.ACTION_READOUTS)
     for readout, hits in scores.push_hits.items():
         assert hits.sum() / scores.push_steps.sum() == expected, readout
+
+
+class BlockedPushModel(WorldModel):
+    """A push in direction 0 is blocked: its object barely moves and the object it presses on (the next slot) moves
+    more. Pushes in the other directions move only the pushed object."""
+
+    def __init__(self):
+        super().__init__(
+            ModelConfig(encoder="state", num_slots=3, slot_dim=2, hidden=8, action_node=True, object_actions=False)
+        )
+
+    def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None, norms=True):
+        b, k, _ = z.shape
+        push = actions > 0
+        obj = ((actions - 1) // NUM_DIRECTIONS).clamp(min=0)
+        blocked = push & ((actions - 1) % NUM_DIRECTIONS == 0)
+        own = torch.nn.functional.one_hot(obj, k).float() * push[:, None]  # (B, K)
+        pressed = torch.nn.functional.one_hot((obj + 1) % k, k).float() * blocked[:, None]
+        move = own * torch.where(blocked, 0.1, 1.0)[:, None] + 0.5 * pressed
+        zero = z.new_zeros(b, k, k)
+        return TransitionOutput(z * 0.0 + move[..., None], zero, zero, 0.5 + 0 * move, move)
+
+
+def test_action_readouts_every_direction_sees_through_a_blocked_push():
+    model = BlockedPushModel()
+    z = torch.zeros(4, 3, 2)
+    pos = torch.zeros(4, 3, 2)
+    objects = torch.tensor([0, 1, 2, 1])
+    actions = torch.cat([1 + objects[:3] * NUM_DIRECTIONS, 1 + objects[3:] * NUM_DIRECTIONS + 2])  # 3 blocked, 1 free
+    out = probe.action_readouts(model, z, actions, pos)
+    assert set(out) == set(probe.ACTION_READOUTS)
+    assert all(v.shape == (4, 3) for v in out.values())
+    blocked_top = out["intervention"].argmax(1)
+    assert torch.equal(blocked_top[:3], (objects[:3] + 1) % 3)  # one direction: the pressed neighbour looks pushed
+    assert blocked_top[3] == objects[3]
+    assert torch.equal(out["intervention_directions"].argmax(1), objects)
+    noop = probe.action_readouts(model, z, torch.zeros(4, dtype=torch.long), pos)
+    assert torch.all(noop["intervention_directions"] == 0) and torch.all(noop["intervention"] == 0)
