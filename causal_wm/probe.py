@@ -226,8 +226,9 @@ class ProbeScores:
     matched: (E, N) bool, objects that were matched to a slot with enough confidence.
     match_quality: (E, N) mask overlap / R^2 of each object's match (1 for identity).
     push_hits: readout -> (E,) pushes whose top slot by that readout of the action node is the pushed object's slot;
-        readouts (`ACTION_READOUTS`): the action-node gate, the norm of its gated message, and the change of each
-        slot's predicted delta when the push is replaced by a no-op (an intervention on the action).
+        readouts (`ACTION_READOUTS`, computed by `action_readouts`): the action-node gate, the norm of its gated
+        message, the change of each slot's predicted delta when the push is replaced by a no-op (an intervention on
+        the action), and that change summed over a push in every direction at the same place.
     push_steps: (E,) pushes probed.
     """
 
