@@ -16,22 +16,15 @@ source analysis/lib.sh
 STEPS=${STEPS:-5000}
 SEEDS=${SEEDS:-0 1 2}
 DATA=data RUNS=runs RESULTS=results
-EXTRA=() GEN=()
+EXTRA=() GEN=() EVAL=() SUITE=()
 [ -n "${THREADS:-}" ] && EXTRA+=(--threads "$THREADS")
 case "${1:-}" in
   --help|-h) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  --smoke)
-    tmp=$(mktemp -d "${TMPDIR:-/tmp}/action_node_smoke_XXXX")
-    DATA=$tmp RUNS=$tmp RESULTS=$tmp STEPS=3 SEEDS="0 1"
-    GEN=(--episodes 8 --steps 12 --image-size 32 --influence-steps 0 --workers 1 --quiet)
-    EXTRA+=(--batch-size 4 --rollout-steps 2 --slot-dim 4 --hidden 16) ;;
+  --smoke) smoke_mode action_node; SEEDS="0 1" ;;
   "") ;;
   *) echo "action_node.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
-for split in train:0 test:1; do
-  file="$DATA/pushing5_${split%%:*}.h5" seed=${split##*:}
-  [ -f "$file" ] || causal-wm generate --scene pushing --num-objects 5 --seed "$seed" --out "$file" "${GEN[@]}"
-done
+scene_files pushing
 runs=()
 for seed in $SEEDS; do
   run="$RUNS/pushing5_node__state__${seed}"

@@ -25,3 +25,16 @@ smoke_mode() {
   EVAL+=(--horizons 1,2)
   SUITE+=(--episodes 1 --horizon 2 --no-gcm)
 }
+
+# scene_files SCENE [causal-wm generate arguments...]
+# The 5-object train (seed 0) and test (seed 1) files $DATA/{SCENE}5_{train,test}.h5, generated when missing, with
+# the given arguments and GEN appended.
+scene_files() {
+  local scene=$1 split file
+  shift
+  for split in train:0 test:1; do
+    file="$DATA/${scene}5_${split%%:*}.h5"
+    [ -f "$file" ] || causal-wm generate --scene "$scene" --num-objects 5 --seed "${split##*:}" --out "$file" \
+      "$@" "${GEN[@]}"
+  done
+}

@@ -26,10 +26,7 @@ case "${1:-}" in
   "") ;;
   *) echo "pixel_keypoints.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
-for split in train:0 test:1; do
-  file="$DATA/springs5_${split%%:*}.h5" seed=${split##*:}
-  [ -f "$file" ] || causal-wm generate --scene springs --num-objects 5 --seed "$seed" --out "$file" "${GEN[@]}"
-done
+scene_files springs
 runs=()
 for seed in $SEEDS; do
   run="$RUNS/springs5_kp__cnn__${seed}"

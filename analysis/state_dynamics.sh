@@ -28,11 +28,7 @@ esac
 for scene in $SCENES; do
   images=()
   [ "$scene" = springs ] || images=(--no-images)
-  for split in train:0 test:1; do
-    file="$DATA/${scene}5_${split%%:*}.h5" seed=${split##*:}
-    [ -f "$file" ] || causal-wm generate --scene "$scene" --num-objects 5 --seed "$seed" --out "$file" \
-      "${images[@]}" "${GEN[@]}"
-  done
+  scene_files "$scene" "${images[@]}"
   runs=()
   for seed in $SEEDS; do
     run="$RUNS/${scene}5_dec10__state__${seed}"
