@@ -60,20 +60,24 @@ def infer_graphs(model, data: EpisodeArrays, batch: int = 256) -> torch.Tensor |
     return torch.cat(out)
 
 
+def _slots_of_objects(slot_masks: torch.Tensor, object_ids: np.ndarray, counts) -> list[np.ndarray]:
+    """Per episode, the slot of each of its objects (-1 for none), matched by the overlap of the encoder's slot masks
+    ``slot_masks`` (B, K, h, w), upsampled, with the simulator's ``object_ids`` (B, H, W) of one frame."""
+    from causal_wm.probe import match_by_overlap
+
+    up = F.interpolate(slot_masks.float(), size=object_ids.shape[-2:], mode="bilinear").numpy()  # (B, K, H, W)
+    return [match_by_overlap(up[b : b + 1], object_ids[b : b + 1], int(n))[0] for b, n in enumerate(counts)]
+
+
 @torch.no_grad()
 def _matched_probe(z0: torch.Tensor, enc_masks: torch.Tensor, data: EpisodeArrays, t0: int, half: int, px: float):
     """Slot -> own object position: each object is matched to a slot by mask overlap in its episode, and one linear
     map (shared by all slots) reads the object's position out of its slot, fitted on the first half of the episodes.
     The all-slots probe above cannot read a slot that holds a different object index in every episode (a cnn whose
     maps follow colours); this one can. Objects left without a slot are left out."""
-    from causal_wm.probe import match_by_overlap
-
     rows = {"x": [], "y": [], "train": []}
-    size = data.masks.shape[-2:]
-    for e in range(data.num_episodes):
-        n = int(data.num_objects[e])
-        up = F.interpolate(enc_masks[e : e + 1], size=size, mode="bilinear").numpy()  # (1, K, H, W)
-        slot_of, _ = match_by_overlap(up, data.masks[e : e + 1, t0], n)
+    for e, slot_of in enumerate(_slots_of_objects(enc_masks, data.masks[:, t0], data.num_objects)):
+        n = len(slot_of)
         ok = slot_of >= 0
         rows["x"].append(z0[e, slot_of[ok]].numpy())
         rows["y"].append(data.states[e, t0, :n, :2][ok])
@@ -206,13 +210,9 @@ def _examples(
 def _keypoint_tracks(model, z: torch.Tensor, slot_masks: torch.Tensor, object_ids: np.ndarray, counts) -> np.ndarray:
     """(B, H+1, N, 2) positions of keypoint slots ``z`` (B, H+1, K, D) in object order: object n gets the keypoint of
     the slot whose map overlaps it most in ``slot_masks`` (B, K, h, w); NaN for an object without a slot."""
-    from causal_wm.probe import match_by_overlap
-
     pos = model.positions(z).detach().numpy()  # (B, H+1, K, 2)
     out = np.full((pos.shape[0], pos.shape[1], int(max(counts)), 2), np.nan, dtype=np.float32)
-    up = F.interpolate(slot_masks.float(), size=object_ids.shape[-2:], mode="bilinear").numpy()
-    for b, n in enumerate(counts):
-        slot_of, _ = match_by_overlap(up[b : b + 1], object_ids[b : b + 1], int(n))
+    for b, slot_of in enumerate(_slots_of_objects(slot_masks, object_ids, counts)):
         for obj, slot in enumerate(slot_of):
             if slot >= 0:
                 out[b, :, obj] = pos[b, :, slot]
