@@ -276,19 +276,18 @@ class WorldModel(nn.Module):
         edge_gates: Tensor | None = None,
         eps: float = 1e-3,
     ) -> Tensor:
-        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j] by forward differences of `transition` (step ``eps``); 0 on the
-        diagonal. Given ``edge_gates`` are held fixed.
+        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j]; 0 on the diagonal. Given ``edge_gates`` are held fixed.
 
-        A one-round transition re-evaluates only each perturbed sender's outgoing edges
-        (`TransitionGNN.sender_sensitivity`). Otherwise the batch and its K D perturbed copies go through `transition`
-        as one batch: on CPU several times faster than K D backward passes, and exact up to O(eps) for the
-        piecewise-linear MLPs."""
+        A one-round transition gets the exact Jacobian from the chain rule through the one message i -> j
+        (`TransitionGNN.sender_sensitivity`). Deeper transitions take forward differences of `transition` (step
+        ``eps``): the batch and its K D perturbed copies go through it as one batch, on CPU several times faster than
+        K D backward passes, and exact up to O(eps) for the piecewise-linear MLPs."""
         if self.graph_inference is not None and edge_gates is None:
             raise ValueError("this model infers its graph: pass edge_gates=model.infer_graph(context)")
         b, k, d = z.shape
         if self.transition_model.layers == 1 and type(self).transition is WorldModel.transition:
             obj_action, node_action = self.action_inputs(actions, positions, k)
-            return self.transition_model.sender_sensitivity(z, obj_action, node_action, slot_mask, edge_gates, eps)
+            return self.transition_model.sender_sensitivity(z, obj_action, node_action, slot_mask, edge_gates)
         reps = 1 + k * d
         basis = torch.eye(k * d, dtype=z.dtype, device=z.device).view(k * d, 1, k, d) * eps  # (KD, 1, K, D)
         zz = torch.cat([z[None], z[None] + basis])  # (1 + KD, B, K, D)

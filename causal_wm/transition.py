@@ -173,6 +173,22 @@ class _Prepared:
     num_slot_edges: int
 
 
+def _layer_norm_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """LayerNorm's normalised input x̂ (..., H) and 1/σ (..., 1) over the last axis."""
+    mean = x.mean(-1, keepdim=True)
+    rstd = (x.var(-1, unbiased=False, keepdim=True) + eps).rsqrt()
+    return (x - mean) * rstd, rstd
+
+
+def _layer_norm_jvp(tangent: Tensor, xhat: Tensor, rstd: Tensor) -> Tensor:
+    """Tangent of x̂ = (x - mean x) / σ(x) for input tangents ``tangent`` (..., H), before LayerNorm's scale."""
+    return rstd * (tangent - tangent.mean(-1, keepdim=True) - xhat * (xhat * tangent).mean(-1, keepdim=True))
+
+
+# x̂ has a symmetric Jacobian (1/σ)(I - 11ᵀ/H - x̂x̂ᵀ/H), so its vector-Jacobian product is the same map.
+_layer_norm_vjp = _layer_norm_jvp
+
+
 class TransitionGNN(MessagePassing):
     """C-SWM transition GNN with a learned gate on every directed edge (see the module docstring).
 
@@ -302,14 +318,16 @@ class TransitionGNN(MessagePassing):
         node_action: Tensor | None = None,
         slot_mask: Tensor | None = None,
         edge_gates: Tensor | None = None,
-        eps: float = 1e-3,
     ) -> Tensor:
-        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j] by forward differences, for a one-round model.
+        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j], exact, for a one-round model.
 
-        Perturbing z_i changes only the messages i -> * (and Δz_i, which is not scored), so each of the D perturbations
-        of a sender re-evaluates its K - 1 outgoing edges and their receivers' node MLP, not the whole graph: about
-        (K - 1) D edge and node evaluations per sample instead of K D (K (K - 1) + K). It equals forward differences
-        through `forward` up to rounding; given ``edge_gates`` are held fixed. 0 on the diagonal and for padded slots.
+        For i != j, z_i reaches Δz_j only through the message i -> j, so by the chain rule
+        ∂Δz_j/∂z_i = I_j (g_ij W_o ∂h_ij/∂z_i + (W_o h_ij + b_o) ∂g_ij/∂z_i), with I_j = ∂MLP_n/∂(Σ_i m_ij) at
+        receiver j. I_j comes from one reverse pass of the node MLP per node with D cotangents, ∂h_ij/∂z_i from one
+        forward-mode pass of the edge MLP per edge with D tangents (its first layer is linear in z_i), and the gate's
+        derivative from its own first layer. One (E D, H) x (H, H) matmul per edge replaces the K D perturbed copies
+        of the graph that finite differences need. Given ``edge_gates`` are held fixed. 0 on the diagonal and for
+        padded slots. Piecewise-linear units take the derivative of their active side, as autograd does.
         """
         if self.layers != 1:
             raise ValueError(f"sender_sensitivity needs a one-round model, this one has {self.layers} rounds")
@@ -320,28 +338,42 @@ class TransitionGNN(MessagePassing):
         receiver_all = g.edge_index[1]
         summed = scatter(gate[:, None] * hidden, receiver_all, dim=0, dim_size=g.num_nodes, reduce="sum")  # (N, H)
         gate_total = scatter(gate, receiver_all, dim=0, dim_size=g.num_nodes, reduce="sum")  # (N,)
-        base = self.update(summed, gate_total, state, g.obj_action, 0)  # (N, D)
+        incoming = torch.addmm(gate_total.unsqueeze(-1) * w.edge_out.bias, summed, w.edge_out.weight.t())
 
-        sender, receiver = g.edge_index[:, : g.num_slot_edges]  # slot edges i -> j
+        # I_j W_o (N, D, H) and I_j b_o (N, D): reverse pass of MLP_n([z_j, a_j, incoming_j]) with D cotangents.
+        first, tail = w.node_mlp[0], w.node_mlp[2]
+        parts = [state, incoming] if g.obj_action is None else [state, g.obj_action, incoming]
+        u1 = first(torch.cat(parts, dim=-1))
+        u2 = tail[0](torch.relu(u1))
+        xhat, rstd = _layer_norm_stats(u2, tail[1].eps)
+        active = (xhat * tail[1].weight + tail[1].bias) > 0  # (N, H)
+        back = tail[3].weight[None] * active[:, None]  # (N, D, H): ∂Δz/∂ReLU input, then back through LayerNorm
+        back = _layer_norm_vjp(back * tail[1].weight, xhat[:, None], rstd[:, None])
+        back = (back @ tail[0].weight) * (u1 > 0)[:, None]  # (N, D, H)
+        inc = back @ first.weight[:, -self.hidden :]  # (N, D, H) = I_j
+        inc_w = inc @ w.edge_out.weight  # I_j W_o
+        inc_b = inc @ w.edge_out.bias  # (N, D) = I_j b_o
+
+        # ∂h_ij/∂z_i (E, D_i, H): forward mode through Linear -> LayerNorm -> ReLU with D tangents per edge.
+        sender, receiver = g.edge_index[:, : g.num_slot_edges]
         hidden, gate = hidden[: g.num_slot_edges], gate[: g.num_slot_edges]
-        step = eps * w.edge_in.sender.t()  # (D, H): the first layer is linear in z_i
-        pre = edge_in[0][sender, None] + step + edge_in[1][receiver, None]  # (E, D, H)
-        hidden_p = w.edge_hidden(torch.relu(pre))  # (E, D, H)
+        lin, norm = w.edge_hidden[0], w.edge_hidden[1]
+        pre = edge_in[0][sender] + edge_in[1][receiver]  # (E, H)
+        a2 = lin(torch.relu(pre))
+        xhat_e, rstd_e = _layer_norm_stats(a2, norm.eps)
+        tangent = (pre > 0)[:, None] * w.edge_in.sender.t()[None]  # (E, D, H): d pre / d z_i is W_s
+        tangent = _layer_norm_jvp(tangent @ lin.weight.t(), xhat_e[:, None], rstd_e[:, None]) * norm.weight
+        tangent = tangent * (hidden > 0)[:, None]  # (E, D_i, H)
+        jac = gate[:, None, None] * torch.bmm(inc_w[receiver], tangent.transpose(1, 2))  # (E, D_j, D_i)
         if edge_gates is None and w.gate_in is not None:
-            pre_g = gate_in[0][sender, None] + eps * w.gate_in.sender.t() + gate_in[1][receiver, None]
-            gate_p = torch.sigmoid(w.gate_out(torch.relu(pre_g))).squeeze(-1)  # (E, D)
-        else:
-            gate_p = gate[:, None].expand(-1, self.slot_dim)
-        summed_p = summed[receiver, None] + gate_p[..., None] * hidden_p - (gate[:, None] * hidden)[:, None]
-        total_p = gate_total[receiver, None] + gate_p - gate[:, None]  # (E, D)
-        num_edges, d = summed_p.shape[:2]
-        obj = None if g.obj_action is None else g.obj_action[receiver].repeat_interleave(d, 0)
-        delta_p = self.update(
-            summed_p.reshape(num_edges * d, -1), total_p.reshape(-1), state[receiver].repeat_interleave(d, 0), obj, 0
-        ).view(num_edges, d, self.slot_dim)
-        norm = (delta_p - base[receiver, None]).div(eps).pow(2).sum((1, 2)).sqrt()  # (E,)
+            pre_g = gate_in[0][sender] + gate_in[1][receiver]  # (E, H)
+            dgate = ((pre_g > 0) * w.gate_out.weight) @ w.gate_in.sender  # (E, D_i)
+            dgate = dgate * (gate * (1 - gate))[:, None]
+            value = (inc_w[receiver] @ hidden[:, :, None]).squeeze(-1) + inc_b[receiver]  # (E, D_j) = I_j(W_o h + b_o)
+            jac = jac + value[:, :, None] * dgate[:, None, :]
+        norms = jac.pow(2).sum((1, 2)).sqrt()  # (E,)
         dense = z.new_zeros(g.batch_size * g.num_slots * g.num_slots)
-        return dense.index_copy(0, g.dense_index, norm).view(g.batch_size, g.num_slots, g.num_slots)
+        return dense.index_copy(0, g.dense_index, norms).view(g.batch_size, g.num_slots, g.num_slots)
 
     def forward(
         self,
