@@ -167,6 +167,12 @@ def _add_train(sub) -> None:
         help="cnn: slots also carry each object map's centroid, velocity and presence, and the slot index; with "
         "--decoder a keypoint decoder (one colour per slot) and a dynamics loss on the keypoints",
     )
+    p.add_argument(
+        "--fixed-colours",
+        action="store_true",
+        help="--keypoints --decoder: keep the decoder's slot colours at the training frames' most frequent colours "
+        "instead of learning them (learned colours can drift until two maps share one object)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
         "--device",
@@ -206,6 +212,8 @@ def cmd_train(args) -> int:
         model["decoder"] = True
     if args.keypoints:
         model["keypoints"] = True
+    if args.fixed_colours:
+        model["learn_colours"] = False
     if args.types == "number":
         model["type_feature"] = -1
     if args.actions is not None:

@@ -80,6 +80,10 @@ class ModelConfig:
     slot's one-hot index (`ObjectExtractorCNN`), so ``latent_dim = slot_dim + 5 + num_slots``. With ``decoder`` the
     decoder is a `KeypointDecoder` (one colour per slot), and the loss adds a dynamics term on the keypoints: the
     pixel-only counterpart of the state decoder's."""
+    learn_colours: bool = True
+    """keypoints with decoder: learn the decoder's slot colours (True), or keep them at their start, the most frequent
+    colours of the training frames (False). Learned colours can drift apart from the scene's palette until a mixture
+    of two maps reconstructs one object's colour, which splits the object between two slots."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
@@ -99,6 +103,8 @@ class ModelConfig:
             )
         if self.keypoints and (self.encoder != "cnn" or self.history < 2):
             raise ValueError("keypoints need the cnn encoder and a history of >= 2 frames (velocities)")
+        if not self.learn_colours and not (self.keypoints and self.decoder):
+            raise ValueError("fixed colours (learn_colours=False) need the keypoint decoder: keypoints and decoder")
         if self.graph_context == 1 or self.graph_context < 0:
             raise ValueError(f"graph_context must be 0 (off) or >= 2 observations, got {self.graph_context}")
         if self.graph_context and not self.gated:
@@ -160,6 +166,9 @@ class WorldModel(nn.Module):
         self.decoder: nn.Module | None = None
         if c.decoder and c.keypoints:
             self.decoder = KeypointDecoder(c.num_slots, c.slot_dim, image_size=c.image_size)
+            if not c.learn_colours:
+                self.decoder.colour_logits.requires_grad_(False)
+                self.decoder.background_logit.requires_grad_(False)
         elif c.decoder and c.uses_images:
             self.decoder = SpatialBroadcastDecoder(c.slot_dim, image_size=c.image_size, hidden=c.encoder_hidden)
         elif c.decoder:

@@ -2,6 +2,7 @@
 and the errors bad input gets."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -307,6 +308,31 @@ def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, 
         ModelConfig(encoder="state", keypoints=True)
     bad = ["train", "--data", str(tiny / "states.h5"), "--encoder", "state", "--keypoints", "--quiet"]
     assert main([*bad, "--out", str(tmp_path / "b")]) == 2 and "keypoints" in capsys.readouterr().err
+
+
+def test_cli_fixed_colours_keep_the_keypoint_decoder_colours_while_the_rest_trains(tiny, tmp_path, capsys):
+    from causal_wm.train import EpisodeArrays
+
+    args = ["--encoder", "cnn", "--keypoints", "--decoder", "--actions", "node", "--num-slots", "4", "--steps", "3"]
+    args += ["--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--lr", "0.05"]
+    runs = {}
+    for name, extra in (("learned", []), ("fixed", ["--fixed-colours"])):
+        runs[name] = tmp_path / name
+        train = ["train", "--data", str(tiny / "train.h5"), "--out", str(runs[name]), "--quiet"]
+        assert main([*train, *args, *extra]) == 0
+    background, colours = EpisodeArrays(str(tiny / "train.h5"), images=True).frequent_colours(4)
+    start = torch.as_tensor(colours, dtype=torch.float32).clamp(0.02, 0.98)
+    fixed, learned = load_run(runs["fixed"]), load_run(runs["learned"])
+    assert not fixed.config.learn_colours and learned.config.learn_colours
+    torch.testing.assert_close(fixed.decoder.colours, start)
+    dark = torch.as_tensor(background, dtype=torch.float32).clamp(0.02, 0.98)
+    torch.testing.assert_close(fixed.decoder.background, dark)
+    assert (learned.decoder.colours - start).abs().max() > 1e-3  # the same steps move learned colours
+    assert abs(fixed.decoder.log_radius.item() - math.log(0.12)) > 1e-4  # the decoder's radius still trains
+    with pytest.raises(ValueError, match="need the keypoint decoder"):
+        ModelConfig(encoder="cnn", keypoints=True, learn_colours=False)
+    bad = ["train", "--data", str(tiny / "train.h5"), "--encoder", "cnn", "--fixed-colours", "--quiet"]
+    assert main([*bad, "--out", str(tmp_path / "b")]) == 2 and "keypoint decoder" in capsys.readouterr().err
 
 
 def test_frequent_colours_are_the_background_then_the_object_colours(tiny):
