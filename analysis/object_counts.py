@@ -32,7 +32,8 @@ from causal_wm.config import write_json  # noqa: E402
 
 # auroc is the best method's per cell (chosen on the test cell, so optimistic); auroc_{method} is one fixed method's.
 METHOD_KEYS = ("auroc_gates", "auroc_message_norms", "auroc_jacobian", "auroc_latent_intervention")
-ROW_KEYS = ("hits_at_1_1", "hits_at_1_5", "hits_at_1_10", "mrr_1", "mrr_10", "auroc", "shd", *METHOD_KEYS)
+SHD_KEYS = tuple(k.replace("auroc", "shd", 1) for k in METHOD_KEYS)  # at each method's own training threshold
+ROW_KEYS = ("hits_at_1_1", "hits_at_1_5", "hits_at_1_10", "mrr_1", "mrr_10", "auroc", "shd", *METHOD_KEYS, *SHD_KEYS)
 
 
 def parse_counts(text: str) -> list[int]:
@@ -69,6 +70,7 @@ def cell(run: Path, data: Path, out: Path, time_stride: int) -> dict:
     row.update({f"mrr_{h}": ev["mrr"][h] for h in ("1", "10")})
     row.update(auroc=pr["auroc"], shd=pr["shd"], best_method=pr["best_method"])
     row.update({f"auroc_{m}": v["adjacency"]["auroc"] for m, v in pr["methods"].items()})
+    row.update({f"shd_{m}": v["adjacency"].get("shd") for m, v in pr["methods"].items()})
     write_json(out, row)
     return row
 
@@ -136,13 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(args.out / "summary.csv")
-    print(f"{'count':>5} {'Hits@1 1':>9} {'Hits@1 10':>10} {'AUROC best':>11} {'AUROC gates':>12}")
+    print(f"{'count':>5} {'Hits@1 1':>9} {'Hits@1 10':>10} {'AUROC best':>11} {'AUROC gates':>12} {'SHD gates':>10}")
     for c in args.test_counts:
         e = summary["counts"][str(c)]
         get = lambda k, e=e: e[k]["mean"] if k in e else float("nan")  # noqa: E731
         print(
             f"{c:>5} {get('hits_at_1_1'):>9.3f} {get('hits_at_1_10'):>10.3f} {get('auroc'):>11.3f} "
-            f"{get('auroc_gates'):>12.3f}"
+            f"{get('auroc_gates'):>12.3f} {get('shd_gates'):>10.2f}"
         )
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'summary.csv'}")
     return 0

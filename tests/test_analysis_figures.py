@@ -56,6 +56,7 @@ def test_object_counts_smoke_resumes_from_saved_cells(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["counts"]) == {"2", "6"}  # 6 objects: never seen in training (3-5)
     assert 0 <= summary["counts"]["6"]["hits_at_1_1"]["mean"] <= 1
+    assert summary["counts"]["6"]["shd_gates"]["mean"] >= 0  # each method's SHD at its own training threshold
     assert (out / "summary.csv").read_text().startswith("count,metric,mean,ci_low,ci_high,n")
     cell = out / "cells" / "0_6.json"
     cell.write_text(json.dumps({**json.loads(cell.read_text()), "auroc": 0.123}))
