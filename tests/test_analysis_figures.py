@@ -18,6 +18,7 @@ SCRIPTS = [
     "analysis/object_counts.py",
     "analysis/interventions.py",
     "analysis/supervised_transition.py",
+    "analysis/keypoint_colours.py",
     "paper_figures/roc_curves.py",
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",
@@ -63,6 +64,18 @@ def test_object_counts_smoke_resumes_from_saved_cells(tmp_path):
     again = run("analysis/object_counts.py", "--smoke", "--out", out)
     assert again.returncode == 0 and "trained" not in again.stdout  # runs and cells are reused, not redone
     assert json.loads((out / "cells" / "0_6.json").read_text())["auroc"] == 0.123
+
+
+def test_keypoint_colours_smoke_prints_a_type_by_slot_table():
+    out = run("analysis/keypoint_colours.py", "--smoke")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("type  objects"))
+    rows = [line.split() for line in lines[header + 1 :] if line.strip()[:1].isdigit()]
+    assert rows and all(len(r) == 2 + 4 for r in rows)  # type, objects, one entry per slot (--num-slots 4)
+    shares = np.array([[float(v) for v in r[2:]] for r in rows])
+    assert (shares >= 0).all() and (shares.sum(1) <= 1 + 1e-6).all()  # the maps share each pixel with the background
+    assert "decoder colours (RGB)" in out.stdout
 
 
 def test_intervention_suite_smoke():
