@@ -350,9 +350,9 @@ class TransitionGNN(MessagePassing):
         back = tail[3].weight[None] * active[:, None]  # (N, D, H): ∂Δz/∂ReLU input, then back through LayerNorm
         back = _layer_norm_vjp(back * tail[1].weight, xhat[:, None], rstd[:, None])
         back = (back @ tail[0].weight) * (u1 > 0)[:, None]  # (N, D, H)
-        inc = back @ first.weight[:, -self.hidden :]  # (N, D, H) = I_j
-        inc_w = inc @ w.edge_out.weight  # I_j W_o
-        inc_b = inc @ w.edge_out.bias  # (N, D) = I_j b_o
+        into = first.weight[:, -self.hidden :]  # MLP_n's first layer on the incoming messages: I_j = back @ into
+        inc_w = back @ (into @ w.edge_out.weight)  # (N, D, H) = I_j W_o
+        inc_b = back @ (into @ w.edge_out.bias)  # (N, D) = I_j b_o
 
         # ∂h_ij/∂z_i (E, D_i, H): forward mode through Linear -> LayerNorm -> ReLU with D tangents per edge.
         sender, receiver = g.edge_index[:, : g.num_slot_edges]
