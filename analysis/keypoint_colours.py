@@ -26,7 +26,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from causal_wm.data import validate  # noqa: E402
 from causal_wm.train import EpisodeArrays, load_run  # noqa: E402
+from envs.scene import PALETTE  # noqa: E402
 
 
 @torch.no_grad()
@@ -37,13 +39,10 @@ def type_slot_responsibility(run, data_path: str, episodes: int, times: list[int
     model = load_run(run)
     if not (model.config.encoder == "cnn" and model.config.keypoints):
         raise SystemExit(f"{run} is not a keypoint run (--encoder cnn --keypoints)")
+    features = validate(data_path).state_features
     data = EpisodeArrays(data_path, images=True, episodes=slice(0, episodes))
     if data.masks is None:
         raise SystemExit(f"{data_path} has no object masks")
-    import h5py
-
-    with h5py.File(data_path, "r") as f:
-        features = json.loads(f.attrs["state_features"])
     if "type" not in features:
         raise SystemExit(f"{data_path} has no 'type' state feature")
     types = data.states[:, 0, :, features.index("type")].round().astype(np.int64)  # (E, N)
@@ -103,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     print("type  objects  " + " ".join(f"slot {s:<2}" for s in range(table.shape[1])))
     for t, row in enumerate(table):
         print(f"{t:>4}  {result['objects'][t]:>7}  " + " ".join(f"{v:>7.2f}" for v in row))
+    print("palette, by type (RGB): ", [PALETTE[t % len(PALETTE)].tolist() for t in range(len(table))])
     if result["decoder_colours"] is not None:
-        print("decoder colours (RGB):", result["decoder_colours"])
+        print("decoder colours, by slot:", result["decoder_colours"])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = args.out.with_suffix(".tmp")

@@ -75,7 +75,7 @@ def test_keypoint_colours_smoke_prints_a_type_by_slot_table():
     assert rows and all(len(r) == 2 + 4 for r in rows)  # type, objects, one entry per slot (--num-slots 4)
     shares = np.array([[float(v) for v in r[2:]] for r in rows])
     assert (shares >= 0).all() and (shares.sum(1) <= 1 + 1e-6).all()  # the maps share each pixel with the background
-    assert "decoder colours (RGB)" in out.stdout
+    assert "palette, by type (RGB)" in out.stdout and "decoder colours, by slot" in out.stdout
 
 
 def test_intervention_suite_smoke():
