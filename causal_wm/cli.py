@@ -246,6 +246,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _add_threads(p) -> None:
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch CPU threads (default: torch's, one per core; the training's --threads does not carry over)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
@@ -257,6 +275,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, type=Path, help="evaluation HDF5 dataset")
     p.add_argument("--horizons", default="1,5,10", help="comma-separated prediction horizons (default 1,5,10)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing eval.json")
+    _add_threads(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -271,7 +290,7 @@ def cmd_evaluate(args) -> int:
         raise CLIError("--horizons must be positive")
     if (args.run / "eval.json").exists() and not args.overwrite:
         raise CLIError(f"{args.run / 'eval.json'} exists; pass --overwrite to replace it")
-    result = evaluate(args.run, str(args.data), horizons=horizons)
+    result = evaluate(args.run, str(args.data), horizons=horizons, threads=args.threads)
     path = write_eval(args.run, result)
     for h in horizons:
         print(f"{h:>3} steps: Hits@1 {result['hits_at_1'][str(h)]:.4f}  MRR {result['mrr'][str(h)]:.4f}")
@@ -311,6 +330,7 @@ def _add_probe(sub) -> None:
     p.add_argument("--episodes", type=int, help="probe only the first N episodes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing probe.json / probe_scores.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(p)
     p.set_defaults(func=cmd_probe)
 
 
@@ -340,6 +360,7 @@ def cmd_probe(args) -> int:
         baselines=baselines,
         episodes=args.episodes,
         progress=not args.quiet,
+        threads=args.threads,
     )
     paths = write_probe(args.run, result, arrays, overwrite=args.overwrite)
     print(format_probe(result))
@@ -391,6 +412,7 @@ def _add_intervene(sub) -> None:
     p.add_argument("--no-gcm", action="store_true", help="skip the dowhy gcm comparison")
     p.add_argument("--out", type=Path, help="JSON output (default RUN/intervene.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_threads(p)
     p.set_defaults(func=cmd_intervene)
 
 
@@ -411,6 +433,7 @@ def cmd_intervene(args) -> int:
         horizon=args.horizon,
         seed=args.seed,
         gcm=not args.no_gcm,
+        threads=args.threads,
     )
     write_json(out, report)
     e = report["effects"]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from causal_wm import metrics
 from causal_wm.config import write_json
-from causal_wm.train import EpisodeArrays, TrainError, encode_window, load_run, slot_mask_for
+from causal_wm.train import EpisodeArrays, TrainError, encode_window, load_run, set_threads, slot_mask_for
 
 HORIZONS = (1, 5, 10)
 
@@ -89,8 +89,11 @@ def _matched_probe(z0: torch.Tensor, enc_masks: torch.Tensor, data: EpisodeArray
     return {"probe_matched_error_px": probe["error"] * px, "probe_matched_r2": probe["r2"]}
 
 
-def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch: int = 256) -> dict:
-    """Evaluate the run on ``data_path``; returns the eval.json content."""
+def evaluate(
+    run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch: int = 256, threads: int | None = None
+) -> dict:
+    """Evaluate the run on ``data_path``; returns the eval.json content. ``threads``: torch CPU threads (default:
+    leave torch's setting, one per core unless the caller changed it)."""
     model = load_run(run)
     c = model.config
     t_start = time.perf_counter()
@@ -108,7 +111,7 @@ def evaluate(run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch
         raise TrainError(f"{data_path} has up to {data.info.max_objects} objects but the model has {c.num_slots} slots")
     if c.encoder == "state" and data.info.num_features != c.num_features:
         raise TrainError(f"{data_path} has {data.info.num_features} state features, the model {c.num_features}")
-    torch.set_num_threads(int(model.train_config.get("threads", 2)))
+    set_threads(threads)
     z0, enc_masks = _encode_all(model, data, t0, batch)  # (E, K, D)
     graphs = infer_graphs(model, data, batch)  # (E, K, K) or None
     targets = {h: _encode_all(model, data, t0 + h, batch)[0] for h in horizons}

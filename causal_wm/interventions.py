@@ -34,7 +34,7 @@ import torch
 
 import envs
 from causal_wm.errors import CausalWMError
-from causal_wm.train import encode_window
+from causal_wm.train import encode_window, set_threads
 from envs.scene import BOX
 
 PROPERTIES = ("mass", "charge", "velocity", "position", "remove", "cut_spring")
@@ -458,16 +458,18 @@ def intervene_report(
     horizon: int = 10,
     seed: int = 0,
     gcm: bool = True,
+    threads: int | None = None,
 ) -> dict:
     """The full ``causal-wm intervene`` report: simulator vs model effects, and the dowhy gcm comparison on the first
-    episode (learned graph: the best method and threshold of RUN/probe.json when present, else gates >= 0.5)."""
+    episode (learned graph: the best method and threshold of RUN/probe.json when present, else gates >= 0.5).
+    ``threads``: torch CPU threads (default: leave torch's setting)."""
     import json
     from pathlib import Path
 
     from causal_wm.train import load_run
 
     model = load_run(run)
-    torch.set_num_threads(int(model.train_config.get("threads", 2)))
+    set_threads(threads)
     generation = _training_config(model)
     steps = int(generation.get("steps", 50))  # episodes as long as the training episodes
     config = generation.get("scene_config", {}) if scene_name in (None, getattr(model, "scene", None)) else {}

@@ -40,7 +40,7 @@ from causal_wm import metrics
 from causal_wm.config import write_json
 from causal_wm.errors import CausalWMError
 from causal_wm.model import NUM_DIRECTIONS
-from causal_wm.train import EpisodeArrays, load_run, slot_mask_for
+from causal_wm.train import EpisodeArrays, load_run, set_threads, slot_mask_for
 
 METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
 ACTION_READOUTS = ("gates", "message_norms", "intervention", "intervention_directions")
@@ -532,18 +532,20 @@ def probe(
     baselines: tuple[str, ...] | list[str] = (),
     episodes: int | None = None,
     progress: bool = False,
+    threads: int | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Probe a run on ``data_path``: returns the probe.json content and the raw arrays for probe_scores.npz.
 
     Decision thresholds are chosen on the first ``cfg.threshold_episodes`` episodes of ``train_data`` (default: the
     run's training file); without a readable training file the thresholded metrics are left out. ``baselines`` are
     `causal_wm.discovery` methods run on the file's ground-truth states and scored the same way (identity matching).
-    ``episodes`` limits the probe to the first episodes of ``data_path``."""
+    ``episodes`` limits the probe to the first episodes of ``data_path``. ``threads``: torch CPU threads (default:
+    leave torch's setting)."""
     from causal_wm.data import validate
 
     t_start = time.perf_counter()
     model = load_run(run)
-    torch.set_num_threads(int(model.train_config.get("threads", 2)))
+    set_threads(threads)
     info = validate(data_path)
     _check_compatible(model, info, data_path)
     data = EpisodeArrays(

@@ -554,6 +554,18 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` torch CPU threads; None leaves torch's setting (one per core unless changed).
+
+    Evaluation and probing take the thread count of the machine they run on, not the training's: a run trained on
+    one thread beside other jobs is probed on every core. Results agree across thread counts up to float rounding."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def load_run(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> WorldModel:
     """Restore the trained :class:`WorldModel` of a run directory (for notebooks and the CLI)."""
     ckpt = Path(path) / CHECKPOINT

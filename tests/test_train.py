@@ -270,6 +270,34 @@ def test_cli_train_evaluate_smoke(tiny, tmp_path, capsys):
     )
 
 
+def test_evaluate_takes_its_own_thread_count_not_the_trainings(tiny, tmp_path, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    small = ["--batch-size", "4", "--rollout-steps", "1", "--slot-dim", "4", "--hidden", "16", "--quiet"]
+    assert (
+        main(
+            ["train", "--data", str(tiny / "states.h5"), "--encoder", "state", "--out", str(run), "--steps", "2"]
+            + small
+            + ["--threads", "1"]
+        )
+        == 0
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        test = str(tiny / "states.h5")
+        assert main(["evaluate", str(run), "--data", test, "--horizons", "1"]) == 0
+        assert torch.get_num_threads() == 2  # a run trained on one thread is evaluated on the machine's threads
+        assert main(["evaluate", str(run), "--data", test, "--horizons", "1", "--overwrite", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        with pytest.raises(SystemExit) as exit_info:
+            main(["evaluate", str(run), "--data", test, "--overwrite", "--threads", "0"])
+        assert exit_info.value.code == 2 and "positive integer" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cli_slot_init_learned_trains_evaluates_and_probes(tiny, tmp_path, capsys):
     run = tmp_path / "learned"
     args = ["--encoder", "slots", "--slot-init", "learned", "--steps", "2", "--batch-size", "4", "--rollout-steps", "2"]
