@@ -276,8 +276,9 @@ def test_pixel_keypoints_smoke_trains_probes_and_reads_positions_in_the_suite():
     assert out.returncode == 0, out.stderr
     assert "Model effects measured in: decoded position" in out.stdout
     written = [Path(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("wrote ")]
-    (table,) = [w for w in written if w.name == "edge_recovery_springs5_kp.json"]
+    (table,) = [w for w in written if w.name == "edge_recovery_springs5_kpfix.json"]
     (run,) = json.loads(table.read_text())["runs"]
     config = (Path(run) / "config.yaml").read_text()
     assert "keypoints: true" in config and "action_node: true" in config and "num_slots: 6" in config
+    assert "learn_colours: false" in config and Path(run).name == "springs5_kpfix__cnn__0"
     assert json.loads((Path(run) / "probe.json").read_text())["matching"]["method"] == "masks"
