@@ -39,7 +39,7 @@ from scipy.optimize import linear_sum_assignment
 from causal_wm import metrics
 from causal_wm.config import write_json
 from causal_wm.errors import CausalWMError
-from causal_wm.model import NUM_DIRECTIONS
+from causal_wm.model import NUM_DIRECTIONS, WorldModel
 from causal_wm.train import EpisodeArrays, load_run, set_threads, slot_mask_for
 
 METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
@@ -110,10 +110,24 @@ def _latent_interventions(
             zz[r, :, i] += signs[p] * scale
             r += 1
     flat = lambda x: None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)  # noqa: E731
-    roll = model.imagine(
-        zz.flatten(0, 1), flat(actions), flat(positions), flat(mask), decode=False, edge_gates=flat(edge_gates)
-    )["z"]
-    roll = roll.unflatten(0, (reps, b))[:, :, 1:]  # (R, B, H, K, D) imagined steps only
+    if model.transition_model.layers == 1 and type(model).transition is WorldModel.transition:
+        # The first step recomputes only the edges that touch the moved slot (`TransitionGNN.slot_perturbations`).
+        pos0 = None if positions is None else positions[:, 0]
+        obj_action, node_action = model.action_inputs(actions[:, 0], pos0, k)
+        moved = model.transition_model.slot_perturbations(
+            z, signs * scale, obj_action, node_action, mask, edge_gates
+        )  # (P, K_i, B, K, D)
+        factual = model.transition(z, actions[:, 0], pos0, mask, edge_gates, norms=False).delta
+        first = zz + torch.cat([factual[None], moved.flatten(0, 1)])  # (R, B, K, D) after one step
+        rest = lambda x: None if x is None else flat(x[:, 1:])  # noqa: E731
+        roll = model.imagine(
+            first.flatten(0, 1), rest(actions), rest(positions), flat(mask), decode=False, edge_gates=flat(edge_gates)
+        )["z"]  # (R B, H, K, D): the first step, then H - 1 more
+    else:
+        roll = model.imagine(
+            zz.flatten(0, 1), flat(actions), flat(positions), flat(mask), decode=False, edge_gates=flat(edge_gates)
+        )["z"][:, 1:]  # (R B, H, K, D) imagined steps only
+    roll = roll.unflatten(0, (reps, b))  # (R, B, H, K, D)
     change = (roll[1:] - roll[:1]).norm(dim=-1).mean(2)  # (P*K, B, K_j)
     change = change.unflatten(0, (signs.shape[0], k)).mean(0)  # (K_i, B, K_j)
     out = change.permute(1, 0, 2).contiguous()  # (B, K_i, K_j)
@@ -300,12 +314,20 @@ def action_readouts(
     def tile(x: torch.Tensor | None) -> torch.Tensor | None:
         return None if x is None else x.repeat(n, *([1] * (x.dim() - 1)))
 
-    out = model.transition(tile(z), torch.cat(variants), tile(positions), tile(slot_mask), tile(edge_gates))
-    delta = out.delta.unflatten(0, (n, b))  # (n, B, K, D)
+    if model.transition_model.layers == 1 and type(model).transition is WorldModel.transition:
+        # The slot edges do not depend on the action: they run once for all variants.
+        inputs = [model.action_inputs(a, positions, z.shape[1]) for a in variants]
+        obj = None if inputs[0][0] is None else torch.stack([i[0] for i in inputs])
+        node = torch.stack([i[1] for i in inputs])
+        delta, gates, norms = model.transition_model.action_variants(z, node, obj, slot_mask, edge_gates)
+    else:
+        out = model.transition(tile(z), torch.cat(variants), tile(positions), tile(slot_mask), tile(edge_gates))
+        delta = out.delta.unflatten(0, (n, b))  # (n, B, K, D)
+        gates, norms = out.action_gates.unflatten(0, (n, b)), out.action_message_norms.unflatten(0, (n, b))
     change = (delta - delta[1]).norm(dim=-1)  # (n, B, K) against the no-op
     return {
-        "gates": out.action_gates[:b],
-        "message_norms": out.action_message_norms[:b],
+        "gates": gates[0],
+        "message_norms": norms[0],
         "intervention": change[0],
         "intervention_directions": change[2:].sum(0),
     }

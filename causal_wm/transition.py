@@ -375,6 +375,153 @@ class TransitionGNN(MessagePassing):
         dense = z.new_zeros(g.batch_size * g.num_slots * g.num_slots)
         return dense.index_copy(0, g.dense_index, norms).view(g.batch_size, g.num_slots, g.num_slots)
 
+    @torch.no_grad()
+    def slot_perturbations(
+        self,
+        z: Tensor,
+        perturb: Tensor,
+        obj_action: Tensor | None = None,
+        node_action: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+        edge_gates: Tensor | None = None,
+    ) -> Tensor:
+        """(P, K, B, K, D) Δz of every sample with one slot moved: [p, i] is `forward` on z + perturb[p] at slot i.
+
+        ``perturb`` (P, D). For a one-round model only the edges that touch slot i change: its messages out, its
+        messages in (their receiver half moved) and the action node's edge to it. The other (K - 1)(K - 2) edges of
+        each sample are taken from the unperturbed graph, so P K perturbed copies cost about 2 / (K - 1) of their
+        edge MLP work when run through `forward`. Equal to `forward` up to float rounding; padded slots give 0."""
+        if self.layers != 1:
+            raise ValueError(f"slot_perturbations needs a one-round model, this one has {self.layers} rounds")
+        if perturb.dim() != 2 or perturb.size(1) != self.slot_dim:
+            raise ValueError(f"perturb must have shape (P, slot_dim={self.slot_dim}), got {tuple(perturb.shape)}")
+        g = self._prepare(z, obj_action, node_action, slot_mask, edge_gates)
+        w = self.rounds[0]
+        b, k, d, h, n = g.batch_size, g.num_slots, self.slot_dim, self.hidden, g.num_nodes
+        p = perturb.size(0)
+        state = g.z.reshape(n, d)
+        edge_in, gate_in, hidden, gate = self._edges(g, state, node_action, edge_gates, 0)
+        receiver_all = g.edge_index[1]
+        summed = scatter(gate[:, None] * hidden, receiver_all, dim=0, dim_size=n, reduce="sum").view(b, k, h)
+        gate_total = scatter(gate, receiver_all, dim=0, dim_size=n, reduce="sum").view(b, k)
+
+        # The unperturbed slot edges and action edges, dense: [b, i, j] for i -> j, [b, k] for action -> k.
+        es = g.num_slot_edges
+        hid = hidden.new_zeros(b * k * k, h).index_copy(0, g.dense_index, hidden[:es]).view(b, k, k, h)
+        gat = gate.new_zeros(b * k * k).index_copy(0, g.dense_index, gate[:es]).view(b, k, k)
+        valid = gat.new_zeros(b * k * k, dtype=torch.bool).index_fill(0, g.dense_index, True).view(b, k, k)
+        old = gat[..., None] * hid  # (B, K, K, H) gated messages
+
+        # Perturbed messages out of slot i (i -> j) and into it (m -> i), with slot i's first-layer halves moved.
+        send, recv = edge_in[0][:n].view(b, k, h), edge_in[1].view(b, k, h)
+        d_send, d_recv = perturb @ w.edge_in.sender.t(), perturb @ w.edge_in.receiver.t()  # (P, H)
+        pre_out = send[None, :, :, None] + d_send[:, None, None, None] + recv[None, :, None, :]  # (P, B, K_i, K_j, H)
+        pre_in = send[None, :, :, None] + recv[None, :, None, :] + d_recv[:, None, None, None]  # (P, B, K_m, K_i, H)
+        h_out = w.edge_hidden(torch.relu(pre_out))
+        h_in = w.edge_hidden(torch.relu(pre_in))
+        if gate_in is not None:
+            gsend, grecv = gate_in[0][:n].view(b, k, h), gate_in[1].view(b, k, h)
+            dg_send, dg_recv = perturb @ w.gate_in.sender.t(), perturb @ w.gate_in.receiver.t()
+        if edge_gates is not None or w.gate_in is None:  # fixed gates, or ungated: the perturbation leaves them
+            g_out = g_in = gat[None].expand(p, b, k, k)
+        else:
+            pre = gsend[None, :, :, None] + dg_send[:, None, None, None] + grecv[None, :, None, :]
+            g_out = torch.sigmoid(w.gate_out(torch.relu(pre))).squeeze(-1) * valid
+            pre = gsend[None, :, :, None] + grecv[None, :, None, :] + dg_recv[:, None, None, None]
+            g_in = torch.sigmoid(w.gate_out(torch.relu(pre))).squeeze(-1) * valid
+        new_out = g_out[..., None] * h_out  # (P, B, K_i, K_j, H)
+        new_in = g_in[..., None] * h_in  # (P, B, K_m, K_i, H)
+
+        # Receiver j != i: one message replaced. Receiver i: every incoming message (and the action's) replaced.
+        sums = summed[None, None] + (new_out - old[None]).permute(0, 2, 1, 3, 4)  # (P, K_i, B, K_j, H)
+        totals = gate_total[None, None] + (g_out - gat[None]).permute(0, 2, 1, 3)  # (P, K_i, B, K_j)
+        eye = torch.arange(k, device=z.device)
+        into_i = (new_in - old[None]).sum(2).permute(0, 2, 1, 3)  # (P, K_i, B, H)
+        gate_into_i = (g_in - gat[None]).sum(2).permute(0, 2, 1)  # (P, K_i, B)
+        if node_action is not None:
+            act_nodes = g.action_edge_index[1]
+            act_h = hidden.new_zeros(n, h).index_copy(0, act_nodes, hidden[es:]).view(b, k, h)
+            act_g = gate.new_zeros(n).index_copy(0, act_nodes, gate[es:]).view(b, k)
+            real = act_g.new_zeros(n, dtype=torch.bool).index_fill(0, act_nodes, True).view(b, k)
+            a_send = edge_in[0][n:]  # (B, H) the action nodes' sender halves
+            h_act = w.edge_hidden(
+                torch.relu(a_send[None, :, None] + recv[None] + d_recv[:, None, None])
+            )  # (P, B, K, H)
+            if gate_in is None:
+                g_act = act_g[None].expand(p, b, k)
+            else:
+                pre = gate_in[0][n:][None, :, None] + grecv[None] + dg_recv[:, None, None]
+                g_act = torch.sigmoid(w.gate_out(torch.relu(pre))).squeeze(-1) * real
+            into_i = into_i + (g_act[..., None] * h_act - (act_g[..., None] * act_h)[None]).permute(0, 2, 1, 3)
+            gate_into_i = gate_into_i + (g_act - act_g[None]).permute(0, 2, 1)
+        sums[:, eye, :, eye] += into_i.permute(1, 0, 2, 3)  # advanced indices first: (K_i, P, B, H)
+        totals[:, eye, :, eye] += gate_into_i.permute(1, 0, 2)
+
+        moved = g.z[None, None].repeat(p, k, 1, 1, 1)  # (P, K_i, B, K, D)
+        moved[:, eye, :, eye] += perturb[None, :, None]  # (K_i, P, B, D)
+        if slot_mask is not None:  # a padded slot's input stays zero, as in forward
+            moved = moved.masked_fill(~slot_mask[None, None, :, :, None], 0.0)
+        reps = p * k
+        obj = None if g.obj_action is None else g.obj_action[None].expand(reps, *g.obj_action.shape).flatten(0, 1)
+        step = self.update(sums.reshape(-1, h), totals.reshape(-1), moved.reshape(-1, d), obj, 0)
+        step = step.view(p, k, b, k, d)
+        if slot_mask is not None:
+            step = step.masked_fill(~slot_mask[None, None, :, :, None], 0.0)
+        return step
+
+    @torch.no_grad()
+    def action_variants(
+        self,
+        z: Tensor,
+        node_actions: Tensor,
+        obj_actions: Tensor | None = None,
+        slot_mask: Tensor | None = None,
+        edge_gates: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Δz (V, B, K, D), action gates and action message norms (V, B, K) of one batch under V actions.
+
+        ``node_actions`` (V, B, node_action_dim), ``obj_actions`` (V, B, K, obj_action_dim). [v] equals `forward`
+        with ``node_action=node_actions[v], obj_action=obj_actions[v]`` for a one-round model, but the slot edges,
+        which do not depend on the action, run once: only the action node's edges and the node MLP run V times."""
+        if self.layers != 1:
+            raise ValueError(f"action_variants needs a one-round model, this one has {self.layers} rounds")
+        if self.node_action_dim == 0 or node_actions.dim() != 3:
+            raise ValueError("action_variants needs an action node and node_actions of shape (V, B, node_action_dim)")
+        v = node_actions.size(0)
+        if obj_actions is not None and obj_actions.size(0) != v:
+            raise ValueError(f"obj_actions has {obj_actions.size(0)} variants, node_actions {v}")
+        g = self._prepare(z, None if obj_actions is None else obj_actions[0], node_actions[0], slot_mask, edge_gates)
+        w = self.rounds[0]
+        b, k, d, h, n = g.batch_size, g.num_slots, self.slot_dim, self.hidden, g.num_nodes
+        state = g.z.reshape(n, d)
+        edge_in, gate_in, hidden, gate = self._edges(g, state, node_actions[0], edge_gates, 0)
+        es = g.num_slot_edges
+        receiver = g.edge_index[1, :es]
+        summed = scatter(gate[:es, None] * hidden[:es], receiver, dim=0, dim_size=n, reduce="sum").view(b, k, h)
+        gate_total = scatter(gate[:es], receiver, dim=0, dim_size=n, reduce="sum").view(b, k)
+
+        real = torch.ones(b, k, dtype=z.dtype, device=z.device) if g.node_mask is None else g.node_mask.view(b, k)
+        recv = edge_in[1].view(b, k, h)
+        send = node_actions @ w.edge_in.action_sender.t()  # (V, B, H)
+        h_act = w.edge_hidden(torch.relu(send[:, :, None] + recv[None]))  # (V, B, K, H)
+        if gate_in is None:
+            g_act = real.expand(v, b, k).to(z.dtype)
+        else:
+            pre = (node_actions @ w.gate_in.action_sender.t())[:, :, None] + gate_in[1].view(b, k, h)[None]
+            g_act = torch.sigmoid(w.gate_out(torch.relu(pre))).squeeze(-1) * real  # (V, B, K)
+        sums = summed[None] + g_act[..., None] * h_act
+        totals = gate_total[None] + g_act
+        obj = None
+        if obj_actions is not None:
+            obj = obj_actions if slot_mask is None else obj_actions.masked_fill(~slot_mask[None, ..., None], 0.0)
+            obj = obj.reshape(v * n, self.obj_action_dim)
+        moved = g.z[None].expand(v, b, k, d).reshape(v * n, d)
+        step = self.update(sums.reshape(v * n, h), totals.reshape(v * n), moved, obj, 0).view(v, b, k, d)
+        norms = g_act * w.edge_out(h_act).norm(dim=-1)
+        if slot_mask is not None:
+            step = step.masked_fill(~slot_mask[None, ..., None], 0.0)
+        return step, g_act, norms
+
     def forward(
         self,
         z: Tensor,

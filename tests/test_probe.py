@@ -95,6 +95,53 @@ def test_latent_interventions_see_indirect_effects_over_longer_horizons():
     assert torch.all(s[:, 2, 0] == 0)  # nothing flows from 2 back to 0
 
 
+class WholeGraphModel(WorldModel):
+    """The same network, but `probe` cannot tell its transition is the stock one: latent interventions imagine every
+    perturbed copy through the whole graph."""
+
+    def transition(self, *args, **kwargs):
+        return super().transition(*args, **kwargs)
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_latent_interventions_recompute_only_the_moved_slots_edges_at_the_first_step(horizon):
+    """The first-step shortcut (`TransitionGNN.slot_perturbations`) gives the scores of imagining every perturbed
+    copy through the whole graph: action node, pushes, padded slots."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder="state", num_slots=4, slot_dim=5, hidden=16, num_features=4, action_node=True)
+    model = WorldModel(cfg).double().eval()
+    slow = WholeGraphModel(cfg).double().eval()
+    slow.load_state_dict(model.state_dict())
+    z = torch.randn(3, 4, 5, dtype=torch.float64)
+    actions = torch.tensor([[1, 0, 6], [0, 3, 0], [9, 9, 2]])[:, :horizon]
+    positions = torch.rand(3, horizon, 4, 2, dtype=torch.float64)
+    mask = torch.tensor([[True] * 4, [True, False, True, True], [True, True, True, False]])
+    signs = torch.stack([torch.ones(5), -torch.ones(5)]).double()
+    scale = torch.full((5,), 0.7, dtype=torch.float64)
+    fast = probe.slot_scores(model, z, actions, positions, mask, ("latent_intervention",), scale=scale, signs=signs)
+    ref = probe.slot_scores(slow, z, actions, positions, mask, ("latent_intervention",), scale=scale, signs=signs)
+    torch.testing.assert_close(fast["latent_intervention"], ref["latent_intervention"], atol=1e-12, rtol=1e-9)
+    assert (fast["latent_intervention"][1, 1] == 0).all() and (fast["latent_intervention"][0] > 0).sum() == 12
+
+
+def test_action_readouts_run_the_slot_edges_once_and_agree_with_the_whole_graph():
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder="state", num_slots=4, slot_dim=5, hidden=16, num_features=4, action_node=True)
+    model = WorldModel(cfg).double().eval()
+    slow = WholeGraphModel(cfg).double().eval()
+    slow.load_state_dict(model.state_dict())
+    z = torch.randn(3, 4, 5, dtype=torch.float64)
+    actions = torch.tensor([1 + 2 * NUM_DIRECTIONS + 1, 0, 1 + NUM_DIRECTIONS])
+    positions = torch.rand(3, 4, 2, dtype=torch.float64)
+    mask = torch.tensor([[True] * 4, [True, False, True, True], [True, True, True, False]])
+    fast = probe.action_readouts(model, z, actions, positions, mask)
+    ref = probe.action_readouts(slow, z, actions, positions, mask)
+    assert set(fast) == set(probe.ACTION_READOUTS)
+    for name in probe.ACTION_READOUTS:
+        torch.testing.assert_close(fast[name], ref[name], atol=1e-12, rtol=1e-9)
+    assert (fast["intervention"][1] == 0).all() and (fast["intervention"][0] > 0).all()  # a no-op changes nothing
+
+
 def test_slot_mask_zeroes_padded_pairs():
     model = HandModel()
     mask = torch.tensor([[True, True, False, True]])

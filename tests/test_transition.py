@@ -201,6 +201,60 @@ def test_sender_sensitivity_needs_one_round():
         make_model(layers=2).sender_sensitivity(z, obj_action, node_action)
 
 
+@pytest.mark.parametrize(
+    "gated, node, given_gates", [(True, True, False), (False, False, False), (True, True, True), (False, True, False)]
+)
+def test_slot_perturbations_equal_forward_on_each_moved_slot(gated, node, given_gates):
+    """Recomputing only the edges that touch the moved slot gives what the whole graph gives, slot by slot, with
+    padding, object-factored actions, the action node and given edge gates."""
+    model = make_model(gated=gated, node_action_dim=A_NODE if node else 0).double()
+    z, obj_action, node_action = make_inputs(3, 5, dtype=torch.float64)
+    node_action = node_action if node else None
+    slot_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    edge_gates = torch.rand(3, 5, 5, dtype=torch.float64) if given_gates else None
+    perturb = torch.randn(2, z.shape[-1], dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    fast = model.slot_perturbations(z, perturb, obj_action, node_action, slot_mask, edge_gates)
+    assert fast.shape == (2, 5, 3, 5, z.shape[-1])
+    for p in range(2):
+        for i in range(5):
+            moved = z.clone()
+            moved[:, i] += perturb[p]
+            slow = model(moved, obj_action, node_action, slot_mask, edge_gates).delta
+            torch.testing.assert_close(fast[p, i], slow, atol=1e-12, rtol=1e-10)
+    plain = model(z, obj_action, node_action, slot_mask, edge_gates).delta
+    assert (fast[:, 2, 1] == plain[1]).all()  # moving a padded slot changes nothing
+    assert not torch.allclose(fast[:, 0, 0], plain[0])  # moving a real one does
+    with pytest.raises(ValueError, match="one-round"):
+        make_model(layers=2).slot_perturbations(*make_inputs(2, 3)[:1], torch.zeros(1, z.shape[-1]))
+    with pytest.raises(ValueError, match="perturb must have shape"):
+        model.slot_perturbations(z, perturb[:, :2], obj_action, node_action)
+
+
+@pytest.mark.parametrize("gated, given_gates", [(True, False), (False, False), (True, True)])
+def test_action_variants_equal_forward_under_each_action(gated, given_gates):
+    """Running the slot edges once for several actions gives what `forward` gives for each action, with padding,
+    object-factored actions and given edge gates."""
+    model = make_model(gated=gated, node_action_dim=A_NODE).double()
+    z, obj_action, _ = make_inputs(3, 5, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(4)
+    node_actions = torch.randn(4, 3, A_NODE, dtype=torch.float64, generator=gen)
+    obj_actions = torch.randn(4, *obj_action.shape, dtype=torch.float64, generator=gen)
+    slot_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    edge_gates = torch.rand(3, 5, 5, dtype=torch.float64) if given_gates else None
+    delta, gates, norms = model.action_variants(z, node_actions, obj_actions, slot_mask, edge_gates)
+    assert delta.shape == (4, 3, 5, z.shape[-1]) and gates.shape == norms.shape == (4, 3, 5)
+    for v in range(4):
+        ref = model(z, obj_actions[v], node_actions[v], slot_mask, edge_gates)
+        torch.testing.assert_close(delta[v], ref.delta, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(gates[v], ref.action_gates, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(norms[v], ref.action_message_norms, atol=1e-12, rtol=1e-10)
+    assert not torch.allclose(delta[0], delta[1])
+    with pytest.raises(ValueError, match="needs an action node"):
+        make_model(node_action_dim=0).double().action_variants(z, node_actions, obj_actions)
+    with pytest.raises(ValueError, match="variants"):
+        model.action_variants(z, node_actions, obj_actions[:2])
+
+
 def test_norms_false_skips_only_the_message_norms():
     model = make_model()
     z, obj_action, node_action = make_inputs(3, 4)
