@@ -103,19 +103,25 @@ class WholeGraphModel(WorldModel):
         return super().transition(*args, **kwargs)
 
 
-@pytest.mark.parametrize("horizon", [1, 3])
-def test_latent_interventions_recompute_only_the_moved_slots_edges_at_the_first_step(horizon):
-    """The first-step shortcut (`TransitionGNN.slot_perturbations`) gives the scores of imagining every perturbed
-    copy through the whole graph: action node, pushes, padded slots."""
+def twin_models():
+    """A float64 world model with an action node, its `WholeGraphModel` twin (same weights), slots (3, 4, 5) and a
+    slot mask with one padded slot in two of the samples."""
     torch.manual_seed(0)
     cfg = ModelConfig(encoder="state", num_slots=4, slot_dim=5, hidden=16, num_features=4, action_node=True)
     model = WorldModel(cfg).double().eval()
     slow = WholeGraphModel(cfg).double().eval()
     slow.load_state_dict(model.state_dict())
-    z = torch.randn(3, 4, 5, dtype=torch.float64)
+    mask = torch.tensor([[True] * 4, [True, False, True, True], [True, True, True, False]])
+    return model, slow, torch.randn(3, 4, 5, dtype=torch.float64), mask
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_latent_interventions_recompute_only_the_moved_slots_edges_at_the_first_step(horizon):
+    """The first-step shortcut (`TransitionGNN.slot_perturbations`) gives the scores of imagining every perturbed
+    copy through the whole graph: action node, pushes, padded slots."""
+    model, slow, z, mask = twin_models()
     actions = torch.tensor([[1, 0, 6], [0, 3, 0], [9, 9, 2]])[:, :horizon]
     positions = torch.rand(3, horizon, 4, 2, dtype=torch.float64)
-    mask = torch.tensor([[True] * 4, [True, False, True, True], [True, True, True, False]])
     signs = torch.stack([torch.ones(5), -torch.ones(5)]).double()
     scale = torch.full((5,), 0.7, dtype=torch.float64)
     fast = probe.slot_scores(model, z, actions, positions, mask, ("latent_intervention",), scale=scale, signs=signs)
@@ -125,15 +131,9 @@ def test_latent_interventions_recompute_only_the_moved_slots_edges_at_the_first_
 
 
 def test_action_readouts_run_the_slot_edges_once_and_agree_with_the_whole_graph():
-    torch.manual_seed(0)
-    cfg = ModelConfig(encoder="state", num_slots=4, slot_dim=5, hidden=16, num_features=4, action_node=True)
-    model = WorldModel(cfg).double().eval()
-    slow = WholeGraphModel(cfg).double().eval()
-    slow.load_state_dict(model.state_dict())
-    z = torch.randn(3, 4, 5, dtype=torch.float64)
+    model, slow, z, mask = twin_models()
     actions = torch.tensor([1 + 2 * NUM_DIRECTIONS + 1, 0, 1 + NUM_DIRECTIONS])
     positions = torch.rand(3, 4, 2, dtype=torch.float64)
-    mask = torch.tensor([[True] * 4, [True, False, True, True], [True, True, True, False]])
     fast = probe.action_readouts(model, z, actions, positions, mask)
     ref = probe.action_readouts(slow, z, actions, positions, mask)
     assert set(fast) == set(probe.ACTION_READOUTS)
