@@ -294,7 +294,7 @@ class WorldModel(nn.Module):
         if self.graph_inference is not None and edge_gates is None:
             raise ValueError("this model infers its graph: pass edge_gates=model.infer_graph(context)")
         b, k, d = z.shape
-        if self.transition_model.layers == 1 and type(self).transition is WorldModel.transition:
+        if self.one_round_transition:
             obj_action, node_action = self.action_inputs(actions, positions, k)
             return self.transition_model.sender_sensitivity(z, obj_action, node_action, slot_mask, edge_gates)
         reps = 1 + k * d
@@ -364,6 +364,13 @@ class WorldModel(nn.Module):
         if self.decoder is None or not self.config.uses_images:
             raise ValueError("this model has no frame decoder (train an image encoder with --decoder)")
         return self.decoder(z, slot_mask=slot_mask)
+
+    @property
+    def one_round_transition(self) -> bool:
+        """Whether `transition` is the stock one-round `TransitionGNN`, whose structure the exact Jacobian and the
+        probe's shortcuts (`TransitionGNN.slot_perturbations`, `TransitionGNN.action_variants`) rely on; a subclass
+        that overrides `transition` (e.g. a hand-built test model) takes the whole-graph paths."""
+        return self.transition_model.layers == 1 and type(self).transition is WorldModel.transition
 
     @property
     def reads_positions(self) -> bool:

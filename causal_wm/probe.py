@@ -39,7 +39,7 @@ from scipy.optimize import linear_sum_assignment
 from causal_wm import metrics
 from causal_wm.config import write_json
 from causal_wm.errors import CausalWMError
-from causal_wm.model import NUM_DIRECTIONS, WorldModel
+from causal_wm.model import NUM_DIRECTIONS
 from causal_wm.train import EpisodeArrays, load_run, set_threads, slot_mask_for
 
 METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
@@ -110,7 +110,7 @@ def _latent_interventions(
             zz[r, :, i] += signs[p] * scale
             r += 1
     flat = lambda x: None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)  # noqa: E731
-    if model.transition_model.layers == 1 and type(model).transition is WorldModel.transition:
+    if model.one_round_transition:
         # The first step recomputes only the edges that touch the moved slot (`TransitionGNN.slot_perturbations`).
         pos0 = None if positions is None else positions[:, 0]
         obj_action, node_action = model.action_inputs(actions[:, 0], pos0, k)
@@ -314,7 +314,7 @@ def action_readouts(
     def tile(x: torch.Tensor | None) -> torch.Tensor | None:
         return None if x is None else x.repeat(n, *([1] * (x.dim() - 1)))
 
-    if model.transition_model.layers == 1 and type(model).transition is WorldModel.transition:
+    if model.one_round_transition:
         # The slot edges do not depend on the action: they run once for all variants.
         inputs = [model.action_inputs(a, positions, z.shape[1]) for a in variants]
         obj = None if inputs[0][0] is None else torch.stack([i[0] for i in inputs])
