@@ -27,13 +27,13 @@ smoke_mode() {
 }
 
 # scene_files SCENE [causal-wm generate arguments...]
-# The 5-object train (seed 0) and test (seed 1) files $DATA/{SCENE}5_{train,test}.h5, generated when missing, with
-# the given arguments and GEN appended.
+# The 5-object train (seed 0) and test (seed 1) files $DATA/{STEM}_{train,test}.h5, generated when missing, with
+# the given arguments and GEN appended. STEM defaults to {SCENE}5; set it for a variant of the scene.
 scene_files() {
-  local scene=$1 split file
+  local scene=$1 split file stem=${STEM:-${1}5}
   shift
   for split in train:0 test:1; do
-    file="$DATA/${scene}5_${split%%:*}.h5"
+    file="$DATA/${stem}_${split%%:*}.h5"
     [ -f "$file" ] || causal-wm generate --scene "$scene" --num-objects 5 --seed "${split##*:}" --out "$file" \
       "$@" "${GEN[@]}"
   done

@@ -6,39 +6,48 @@
 # --num-slots 6`), 3 seeds on 5-ball springs, then C-SWM evaluation, edge recovery and the intervention suite.
 # Nothing reads ground-truth states except the push locations the action node is given. LEARN_COLOURS=1 runs the
 # earlier recipe whose decoder colours are learned (runs/springs5_kp__cnn__{seed}, results/*_springs5_kp.*).
+# SCENE=charges runs the same recipe on 5-ball charges generated with `--set distinct_colours=true` (six shades, two
+# per charge, so that colours tell the balls apart as they do in springs): data, runs and tables named charges5dc.
 #
 #   bash analysis/pixel_keypoints.sh            # SEEDS="0 1 2" STEPS=6000; THREADS=1 for parallel copies
+#   SCENE=charges bash analysis/pixel_keypoints.sh
 #   bash analysis/pixel_keypoints.sh --smoke    # a tiny end-to-end run in a temporary directory (seconds)
 #   bash analysis/pixel_keypoints.sh --help
 #
-# Data: data/springs5_{train,test}.h5 (`causal-wm generate --scene springs --num-objects 5`, seeds 0/1), generated
-# when missing. Runs: runs/springs5_kpfix__cnn__{seed}, finished runs skipped, killed ones resumed.
-# Tables: results/edge_recovery_springs5_kpfix.{json,md}, results/interventions_springs5_kpfix.{json,md}.
+# Data: data/{stem}_{train,test}.h5 (`causal-wm generate --scene SCENE --num-objects 5`, seeds 0/1), generated when
+# missing; stem springs5 or charges5dc. Runs: runs/{stem}_kpfix__cnn__{seed}, finished runs skipped, killed ones
+# resumed. Tables: results/edge_recovery_{stem}_kpfix.{json,md}, results/interventions_{stem}_kpfix.{json,md}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source analysis/lib.sh
 STEPS=${STEPS:-6000}
 SEEDS=${SEEDS:-0 1 2}
+SCENE=${SCENE:-springs}
 DATA=data RUNS=runs RESULTS=results
 EXTRA=() GEN=() EVAL=() SUITE=()
-NAME=springs5_kpfix COLOURS=(--fixed-colours) TITLE="cnn + keypoints + dynamics, fixed colours"
-[ -n "${LEARN_COLOURS:-}" ] && NAME=springs5_kp COLOURS=() TITLE="cnn + keypoints + dynamics"
+case $SCENE in
+  springs) STEM=springs5 ;;
+  charges) STEM=charges5dc GEN+=(--set distinct_colours=true) ;;
+  *) echo "pixel_keypoints.sh: SCENE must be springs or charges, got $SCENE" >&2; exit 2 ;;
+esac
+NAME=${STEM}_kpfix COLOURS=(--fixed-colours) TITLE="cnn + keypoints + dynamics, fixed colours"
+[ -n "${LEARN_COLOURS:-}" ] && NAME=${STEM}_kp COLOURS=() TITLE="cnn + keypoints + dynamics"
 [ -n "${THREADS:-}" ] && EXTRA+=(--threads "$THREADS")
 case "${1:-}" in
-  --help|-h) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --help|-h) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --smoke) smoke_mode pixel_keypoints ;;
   "") ;;
   *) echo "pixel_keypoints.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
-scene_files springs
+STEM=$STEM scene_files "$SCENE"
 runs=()
 for seed in $SEEDS; do
   run="$RUNS/${NAME}__cnn__${seed}"
   runs+=("$run")
-  train_to_end "$run" "$STEPS" --data "$DATA/springs5_train.h5" --encoder cnn --keypoints --decoder "${COLOURS[@]}" \
+  train_to_end "$run" "$STEPS" --data "$DATA/${STEM}_train.h5" --encoder cnn --keypoints --decoder "${COLOURS[@]}" \
     --recon-weight 10 --sparsity 0.05 --negatives both --actions node --num-slots 6 --seed "$seed" "${EXTRA[@]}"
-  [ -f "$run/eval.json" ] || causal-wm evaluate "$run" --data "$DATA/springs5_test.h5" "${EVAL[@]}"
+  [ -f "$run/eval.json" ] || causal-wm evaluate "$run" --data "$DATA/${STEM}_test.h5" "${EVAL[@]}"
 done
-python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/springs5_test.h5" \
-  --out "$RESULTS/edge_recovery_$NAME" --baselines none --title "springs, pixels: $TITLE"
+python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/${STEM}_test.h5" \
+  --out "$RESULTS/edge_recovery_$NAME" --baselines none --title "$SCENE, pixels: $TITLE"
 python analysis/interventions.py --runs "${runs[@]}" --out "$RESULTS/interventions_$NAME" "${SUITE[@]}"

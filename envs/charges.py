@@ -1,5 +1,6 @@
 """Charged balls with pairwise, softened Coulomb forces. The charge (+, -, 0) is shown by colour; neutral balls
-interact only by collision."""
+interact only by collision. With ``distinct_colours`` every ball of an episode has its own colour (two shades per
+charge), so that colours also tell the balls apart."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from envs.scene import PALETTE, ConfigError, Scene, SceneConfig, World
 CHARGE_VALUES = np.array([1.0, -1.0, 0.0])
 """Charge of each visible type: 0 -> +, 1 -> -, 2 -> neutral."""
 CHARGE_COLOURS = PALETTE[[5, 4, 7]]  # vermillion +, blue -, grey neutral
+SHADE_COLOURS = PALETTE[[[5, 3], [4, 1], [7, 2]]]
+"""(charge class, shade) -> colour with ``distinct_colours``: + vermillion / yellow, - blue / sky blue, neutral light
+grey / bluish green. Type t is charge class t // 2 in shade t % 2."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,11 @@ class ChargesConfig(SceneConfig):
     """Softening length of the force, arena units."""
     charge_probs: tuple[float, float, float] = (0.4, 0.4, 0.2)
     """Probabilities of +, - and neutral charges."""
+    distinct_colours: bool = False
+    """Six types, two per charge (types 0, 1: +; 2, 3: -; 4, 5: neutral), drawn without replacement while they last
+    (as in springs), each drawn in its own shade of its charge's colour family (`SHADE_COLOURS`): up to six balls
+    get distinct colours, which still show the charge. ``charge_probs`` is then unused (each charge has 1/3 of the
+    types)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -39,12 +48,21 @@ class Charges(Scene):
 
     def sample_objects(self, rng: np.random.Generator, n: int) -> dict:
         props = super().sample_objects(rng, n)
-        props["type"] = rng.choice(3, size=n, p=self.config.charge_probs)
-        props["charge"] = CHARGE_VALUES[props["type"]]
+        if self.config.distinct_colours:
+            k = SHADE_COLOURS.shape[0] * SHADE_COLOURS.shape[1]
+            props["type"] = np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n]
+            props["charge"] = CHARGE_VALUES[props["type"] // 2]
+        else:
+            props["type"] = rng.choice(3, size=n, p=self.config.charge_probs)
+            props["charge"] = CHARGE_VALUES[props["type"]]
         return props
 
     def colours(self, types, charges) -> np.ndarray:
+        # The colour follows the current charge, so that do(charge) shows; with distinct colours the type picks the
+        # shade within the charge's family.
         cls = np.where(np.asarray(charges) > 0, 0, np.where(np.asarray(charges) < 0, 1, 2))
+        if self.config.distinct_colours:
+            return SHADE_COLOURS[cls, np.asarray(types) % 2]
         return CHARGE_COLOURS[cls]
 
     def structural_adjacency(self, world: World) -> np.ndarray:

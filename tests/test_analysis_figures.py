@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -205,11 +206,12 @@ def test_figures_command_needs_a_probed_run(tmp_path, capsys):
     assert "causal-wm probe" in capsys.readouterr().err
 
 
-def run_shell(script, *args):
-    """A bash experiment script with this interpreter's environment first on PATH (causal-wm, python)."""
+def run_shell(script, *args, **env_vars):
+    """A bash experiment script with this interpreter's environment first on PATH (causal-wm, python), and
+    ``env_vars`` set."""
     import os
 
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env_vars)
     return subprocess.run(["bash", script, *args], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
@@ -282,3 +284,17 @@ def test_pixel_keypoints_smoke_trains_probes_and_reads_positions_in_the_suite():
     assert "keypoints: true" in config and "action_node: true" in config and "num_slots: 6" in config
     assert "learn_colours: false" in config and Path(run).name == "springs5_kpfix__cnn__0"
     assert json.loads((Path(run) / "probe.json").read_text())["matching"]["method"] == "masks"
+
+
+def test_pixel_keypoints_on_charges_uses_distinct_colours():
+    out = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="charges")
+    assert out.returncode == 0, out.stderr
+    written = [Path(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("wrote ")]
+    (table,) = [w for w in written if w.name == "edge_recovery_charges5dc_kpfix.json"]
+    (run,) = json.loads(table.read_text())["runs"]
+    assert Path(run).name == "charges5dc_kpfix__cnn__0"
+    with h5py.File(Path(run).parent / "charges5dc_train.h5") as f:
+        assert json.loads(f.attrs["config"])["scene_config"]["distinct_colours"] is True
+    assert "charge[0]*=-1" in out.stdout  # the suite flips a charge on this scene
+    bad = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="billiards")
+    assert bad.returncode == 2 and "SCENE must be springs or charges" in bad.stderr

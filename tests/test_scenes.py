@@ -98,6 +98,30 @@ def test_charges_graph_is_charged_pairs():
     assert infl[0, 1] > 0 and infl[1, 0] > 0 and infl[0, 2] == 0 and infl[2, 0] == 0
 
 
+def test_charges_distinct_colours_tell_balls_apart_and_still_show_the_charge():
+    from envs.charges import CHARGE_VALUES, SHADE_COLOURS
+
+    scene, spec, actions = episode("charges", seed=2, steps=12, num_objects=6, distinct_colours=True)
+    assert sorted(spec.type) == list(range(6))  # six balls, six types drawn without replacement
+    assert np.array_equal(spec.charge, CHARGE_VALUES[spec.type // 2])
+    run = scene.rollout(spec, actions)
+    colours = {tuple(c) for c in run.frames[0].reshape(-1, 3)}
+    shades = [tuple(c) for c in SHADE_COLOURS.reshape(-1, 3)]
+    assert len(set(shades)) == 6 and set(shades) <= colours  # every ball in its own colour
+    charged = spec.charge != 0
+    assert np.array_equal(run.adjacency[0], charged[:, None] & charged[None, :] & ~np.eye(6, dtype=bool))
+    # do(charge) changes the colour family: a flipped + ball is drawn in the - family's shade of its type.
+    plus = int(np.flatnonzero(spec.type == 0)[0])
+    flipped = scene.rollout(spec, actions, interventions=[envs.do(0, charge={plus: -1.0})])
+    mask = flipped.masks[1] == plus + 1
+    assert (flipped.frames[1][mask] == SHADE_COLOURS[1, 0]).all(-1).mean() > 0.5  # edges are antialiased
+    assert not (flipped.frames[1] == SHADE_COLOURS[0, 0]).all(-1).any()  # the only type-0 ball is + no more
+    assert (run.frames[1] == SHADE_COLOURS[0, 0]).all(-1).any()
+    # The default keeps one colour per charge, with the configured charge probabilities.
+    _, default, _ = episode("charges", seed=2, num_objects=6)
+    assert set(default.type) <= {0, 1, 2}
+
+
 @pytest.mark.parametrize("name", ["springs", "charges"])
 def test_structural_edges_lie_in_influence_support(name):
     for seed in range(6):
