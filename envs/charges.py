@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.scene import PALETTE, ConfigError, Scene, SceneConfig, World
+from envs.scene import PALETTE, ConfigError, Scene, SceneConfig, World, distinct_types
 
 CHARGE_VALUES = np.array([1.0, -1.0, 0.0])
 """Charge of each visible type: 0 -> +, 1 -> -, 2 -> neutral."""
@@ -49,8 +49,7 @@ class Charges(Scene):
     def sample_objects(self, rng: np.random.Generator, n: int) -> dict:
         props = super().sample_objects(rng, n)
         if self.config.distinct_colours:
-            k = SHADE_COLOURS.shape[0] * SHADE_COLOURS.shape[1]
-            props["type"] = np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n]
+            props["type"] = distinct_types(rng, n, SHADE_COLOURS.shape[0] * SHADE_COLOURS.shape[1])
             props["charge"] = CHARGE_VALUES[props["type"] // 2]
         else:
             props["type"] = rng.choice(3, size=n, p=self.config.charge_probs)

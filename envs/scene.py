@@ -52,6 +52,11 @@ PALETTE = np.array(
 )
 
 
+def distinct_types(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """(n,) types in 0..k-1, distinct while they last: blocks of random permutations of the k types, cut to n."""
+    return np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n]
+
+
 class ConfigError(ValueError):
     """An impossible scene or generation config."""
 

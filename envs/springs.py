@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.scene import ConfigError, Scene, SceneConfig, World
+from envs.scene import ConfigError, Scene, SceneConfig, World, distinct_types
 
 # Fixed type-level graph over the 6 spring types (undirected): a ring plus one chord, density 7/15.
 TYPE_GRAPH = np.zeros((6, 6), dtype=bool)
@@ -52,8 +52,7 @@ class Springs(Scene):
 
     def sample_types(self, rng: np.random.Generator, n: int) -> np.ndarray:
         # Distinct types while they last, so that colours identify objects in small scenes.
-        k = len(TYPE_GRAPH)
-        return np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n]
+        return distinct_types(rng, n, len(TYPE_GRAPH))
 
     def sample_springs(self, rng: np.random.Generator, types: np.ndarray) -> np.ndarray:
         n = len(types)
