@@ -39,7 +39,7 @@ case "${1:-}" in
   "") ;;
   *) echo "pixel_keypoints.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
-STEM=$STEM scene_files "$SCENE"
+scene_files "$SCENE"
 runs=()
 for seed in $SEEDS; do
   run="$RUNS/${NAME}__cnn__${seed}"

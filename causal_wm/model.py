@@ -179,13 +179,13 @@ class WorldModel(nn.Module):
     # -- inputs --------------------------------------------------------------------------------------------------
     @staticmethod
     def frames_to_input(frames: Tensor) -> Tensor:
-        """(B, L, H, W, 3) uint8 frames -> (B, 3L, H, W) float in [0, 1], channel 3l + c = colour c of frame l.
+        """(B, L, H, W, 3) uint8 frames -> (B, 3L, H, W) float in [0, 1], channel 3l + c = colour c of frame l: the
+        one stack of all L frames (`windows_to_input` with ``history = L``).
 
         The result is stored channels-last (the frames' own layout, so no transposing copy), which is also the layout
         in which CPU convolutions are fastest. The frames' colours are interleaved per pixel by concatenating along the
         colour axis, 2-3x faster than copying the permuted (B, H, W, L, 3) view (its innermost run is 3 bytes)."""
-        x = frames[:, 0] if frames.shape[1] == 1 else torch.cat(frames.unbind(1), dim=-1)  # (B, H, W, 3L)
-        return x.permute(0, 3, 1, 2).float().div_(255.0)  # NCHW view, channels-last
+        return WorldModel.windows_to_input(frames, frames.shape[1])
 
     @staticmethod
     def windows_to_input(frames: Tensor, history: int) -> Tensor:
