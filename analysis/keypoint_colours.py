@@ -3,9 +3,10 @@
 A keypoint decoder gives slot k one colour, so reconstruction should tie map k to the objects of colour k, and the
 slot index becomes the object's visible type. This script measures that tie on held-out frames: for every object
 type, the mean responsibility of each slot's map on that object's pixels (the simulator's masks), over sampled
-frames. A clean tie is one large entry per row. It also prints the decoder's colours next to the scene's palette:
-learned colours can drift away from it until a mixture of two maps reconstructs one object's colour, which splits
-the object between two slots (README, "Edge recovery from pixels with keypoint slots").
+frames. A clean tie is one large entry per row. It also prints the decoder's colours next to each type's colour on
+the frames (the mean over its pixels, whatever the scene's palette): learned colours can drift away from them until
+a mixture of two maps reconstructs one object's colour, which splits the object between two slots (README, "Edge
+recovery from pixels with keypoint slots").
 
     python analysis/keypoint_colours.py --run runs/springs5_kp__cnn__0 --data data/springs5_test.h5
     python analysis/keypoint_colours.py --smoke        # a tiny run in a temporary directory (seconds)
@@ -28,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 
 from causal_wm.data import validate  # noqa: E402
 from causal_wm.train import EpisodeArrays, load_run  # noqa: E402
-from envs.scene import PALETTE  # noqa: E402
 
 
 @torch.no_grad()
@@ -51,6 +51,7 @@ def type_slot_responsibility(run, data_path: str, episodes: int, times: list[int
         raise SystemExit(f"no frame of {times} lies inside episodes of {data.steps} frames")
     num_types, k = int(types.max()) + 1, model.config.num_slots
     total, count = np.zeros((num_types, k)), np.zeros(num_types, dtype=np.int64)
+    rgb, pixels_seen = np.zeros((num_types, 3)), np.zeros(num_types)  # each type's colour as drawn on the frames
     for a in range(0, data.num_episodes, 50):
         e = np.arange(a, min(a + 50, data.num_episodes))
         _, masks = _encode_times(model, data, e, times_arr)  # (B, L, K, h, w)
@@ -64,10 +65,18 @@ def type_slot_responsibility(run, data_path: str, episodes: int, times: list[int
                     if pixels.any():
                         total[types[ep, n]] += up[bi, li][:, pixels].mean(1)
                         count[types[ep, n]] += 1
+                        rgb[types[ep, n]] += data.obs[ep, times_arr[li]][pixels].sum(0)
+                        pixels_seen[types[ep, n]] += pixels.sum()
     seen = count > 0
     table = np.where(seen[:, None], total / np.maximum(count, 1)[:, None], np.nan)
+    drawn = np.where(seen[:, None], rgb / np.maximum(pixels_seen, 1)[:, None], np.nan).round()
     colours = None if model.decoder is None else (model.decoder.colours * 255).round().int().tolist()
-    return {"responsibility": table.tolist(), "objects": count.tolist(), "decoder_colours": colours}
+    return {
+        "responsibility": table.tolist(),
+        "objects": count.tolist(),
+        "type_colours": drawn.tolist(),
+        "decoder_colours": colours,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     print("type  objects  " + " ".join(f"slot {s:<2}" for s in range(table.shape[1])))
     for t, row in enumerate(table):
         print(f"{t:>4}  {result['objects'][t]:>7}  " + " ".join(f"{v:>7.2f}" for v in row))
-    print("palette, by type (RGB): ", [PALETTE[t % len(PALETTE)].tolist() for t in range(len(table))])
+    print(
+        "colours on the frames, by type (RGB):",
+        [[int(v) for v in c] if np.isfinite(c).all() else None for c in np.array(result["type_colours"])],
+    )
     if result["decoder_colours"] is not None:
         print("decoder colours, by slot:", result["decoder_colours"])
     if args.out:

@@ -1,6 +1,7 @@
 """Experiment scripts and figures: --help and --smoke of each script, figures from saved results only, and the
 errors missing inputs get."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from causal_wm.cli import main
+from envs.scene import PALETTE
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [
@@ -76,7 +78,14 @@ def test_keypoint_colours_smoke_prints_a_type_by_slot_table():
     assert rows and all(len(r) == 2 + 4 for r in rows)  # type, objects, one entry per slot (--num-slots 4)
     shares = np.array([[float(v) for v in r[2:]] for r in rows])
     assert (shares >= 0).all() and (shares.sum(1) <= 1 + 1e-6).all()  # the maps share each pixel with the background
-    assert "palette, by type (RGB)" in out.stdout and "decoder colours, by slot" in out.stdout
+    assert "decoder colours, by slot" in out.stdout
+    # each type's colour as drawn: springs draws type t in PALETTE[t]; edge pixels blend into the background
+    (line,) = [line for line in lines if line.startswith("colours on the frames, by type (RGB):")]
+    drawn = ast.literal_eval(line.split(":", 1)[1].strip())
+    assert len(drawn) == len(rows)
+    for t, colour in enumerate(drawn):
+        if colour is not None:
+            assert np.abs(np.array(colour) - PALETTE[t % len(PALETTE)]).max() <= 40, (t, colour)
 
 
 def test_intervention_suite_smoke():
@@ -286,15 +295,20 @@ def test_pixel_keypoints_smoke_trains_probes_and_reads_positions_in_the_suite():
     assert json.loads((Path(run) / "probe.json").read_text())["matching"]["method"] == "masks"
 
 
-def test_pixel_keypoints_on_charges_uses_distinct_colours():
-    out = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="charges")
+def test_pixel_keypoints_on_charges_uses_distinct_colours_and_the_given_strength():
+    out = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="charges", STRENGTH="20000")
     assert out.returncode == 0, out.stderr
     written = [Path(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("wrote ")]
-    (table,) = [w for w in written if w.name == "edge_recovery_charges5dc_kpfix.json"]
+    (table,) = [w for w in written if w.name == "edge_recovery_charges5dc_k20000_kpfix.json"]
     (run,) = json.loads(table.read_text())["runs"]
-    assert Path(run).name == "charges5dc_kpfix__cnn__0"
-    with h5py.File(Path(run).parent / "charges5dc_train.h5") as f:
-        assert json.loads(f.attrs["config"])["scene_config"]["distinct_colours"] is True
+    assert Path(run).name == "charges5dc_k20000_kpfix__cnn__0"
+    with h5py.File(Path(run).parent / "charges5dc_k20000_train.h5") as f:
+        scene = json.loads(f.attrs["config"])["scene_config"]
+    assert scene["distinct_colours"] is True and scene["strength"] == 20000.0
     assert "charge[0]*=-1" in out.stdout  # the suite flips a charge on this scene
     bad = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="billiards")
     assert bad.returncode == 2 and "SCENE must be springs or charges" in bad.stderr
+    bad = run_shell("analysis/pixel_keypoints.sh", "--smoke", STRENGTH="80000")
+    assert bad.returncode == 2 and "STRENGTH applies to SCENE=charges only" in bad.stderr
+    bad = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="charges", STRENGTH="0")
+    assert bad.returncode == 2 and "STRENGTH must be a positive number" in bad.stderr
