@@ -393,8 +393,14 @@ def test_quickstart_smoke(tmp_path, capsys):
     examples = np.load(out / "run" / "examples.npz")
     assert examples["pred_positions"].shape == examples["true_positions"].shape
     assert examples["slot_masks"].shape[:2] == examples["frames"].shape[:2]
-    assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0  # reruns replace its files
+    # reruns replace its files; --threads reaches the training's config
+    assert "threads: 2" in (out / "run" / "config.yaml").read_text()
+    assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2", "--threads", "1"]) == 0
+    assert "threads: 1" in (out / "run" / "config.yaml").read_text()
     assert main(["quickstart", "--episodes", "0"]) == 2
+    with pytest.raises(SystemExit) as bad:
+        main(["quickstart", "--threads", "0"])
+    assert bad.value.code == 2
 
 
 def test_package_exports_are_lazy():
