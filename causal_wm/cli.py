@@ -319,7 +319,8 @@ def _add_probe(sub) -> None:
         "--baselines",
         default="regression,granger",
         help="classical discovery baselines on the ground-truth states, scored in the same table "
-        "(comma-separated subset of regression,granger,pc; 'none' for none; default regression,granger)",
+        "(comma-separated subset of regression,regression_linear,granger,pc; 'none' for none; default "
+        "regression,granger)",
     )
     p.add_argument("--matching", default="auto", choices=["auto", "identity", "masks", "trajectory"])
     p.add_argument("--time-stride", type=int, default=None, help="probe every n-th step (default 5)")

@@ -68,11 +68,18 @@ Baselines
     Failure modes: forces outside the basis (contacts, non-central or many-body forces); ``4 (N - 1)`` columns for
     ~100 rows leave little data per coefficient in crowded scenes; objects whose trajectories are nearly collinear
     stand in for each other, so removing either one costs little and both score low.
+
+``regression_linear``: the same regression on the linear block ``d / r0`` alone (``basis="linear"``) and the raw
+    velocity changes (``despike=None``): a Hooke-spring model for smooth simulators without collisions, such as NRI
+    springs. There the extra columns and the Hampel filter cost the full model much of its power (NRI springs, 200
+    held-out episodes: AUROC 0.82 for ``regression``, 0.99 for ``regression_linear``); on scenes with collisions or
+    forces outside the linear span it is the weaker one (pymunk springs: 0.99 against 0.63).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -88,7 +95,7 @@ __all__ = [
     "regression_scores",
 ]
 
-METHODS = ("granger", "pc", "regression")
+METHODS = ("granger", "pc", "regression", "regression_linear")
 """Names accepted by :func:`discover`."""
 
 MAX_LOG10P = 300.0
@@ -357,6 +364,9 @@ def _pair_features(pos: np.ndarray, vel: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.stack([d / r0, unit, unit * inv_sq, w / v0], axis=-1), vel[..., None] / v0
 
 
+_BASES = {"physics": 4, "linear": 1}  # regression basis -> the leading pair features it keeps
+
+
 def regression_scores(
     states_e: np.ndarray,
     num_objects: int,
@@ -364,6 +374,7 @@ def regression_scores(
     dt: float = 0.1,
     ridge: float = 1e-3,
     despike: float | None = DESPIKE,
+    basis: str = "physics",
 ) -> np.ndarray:
     """Leave-one-block-out ridge-regression scores of one episode: (N, N) float32 in [0, 1].
 
@@ -371,7 +382,10 @@ def regression_scores(
     component centred: unpenalised intercepts) is fitted by ridge regression (penalty ``ridge * rows`` on columns
     scaled to unit RMS) on the four pair features of every other object and the target's own velocity (module
     docstring). ``S[i, j]`` is the increase of the residual sum of squares when ``i``'s block is
-    removed and the model refitted, divided by the total sum of squares: the partial R^2 of ``i``."""
+    removed and the model refitted, divided by the total sum of squares: the partial R^2 of ``i``. ``basis``:
+    ``"physics"`` (the four pair features) or ``"linear"`` (``d / r0`` only, a Hooke spring)."""
+    if basis not in _BASES:
+        raise ValueError(f"regression: basis must be one of {', '.join(_BASES)}, got {basis!r}")
     if not dt > 0:
         raise ValueError(f"regression: dt must be > 0, got {dt}")
     if not ridge > 0:
@@ -382,6 +396,7 @@ def regression_scores(
         return _embed(np.zeros((n, n)), slots)
     acc = _despike(np.diff(vel, axis=0), despike) / dt  # (M, n, 2)
     pair, own = _pair_features(pos[:-1], vel[:-1])  # (M, n_i, n_j, 2, K), (M, n_j, 2, 1)
+    pair = pair[..., : _BASES[basis]]
     m, k = acc.shape[0], pair.shape[-1]
     src = np.array([[i for i in range(n) if i != j] for j in range(n)])  # (n_j, n-1) sources of each target
     x = pair[:, src, np.arange(n)[:, None]].reshape(m, n, n - 1, 2, k)  # (M, n_j, n-1, 2, K)
@@ -413,6 +428,7 @@ _SCORERS: dict[str, Callable[..., np.ndarray]] = {
     "granger": granger_scores,
     "pc": pc_scores,
     "regression": regression_scores,
+    "regression_linear": partial(regression_scores, basis="linear", despike=None),
 }
 
 

@@ -219,9 +219,10 @@ def nri(nri_files):
 
 def test_probe_cli_on_a_state_only_file(nri, capsys):
     run, test = nri / "run", str(nri / "test.h5")
-    assert main(["probe", str(run), "--data", test, "--quiet", "--baselines", "regression,granger"]) == 0
+    args = ["probe", str(run), "--data", test, "--quiet", "--baselines", "regression,regression_linear,granger"]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "jacobian" in out and "regression (baseline)" in out
+    assert "jacobian" in out and "regression (baseline)" in out and "regression_linear (baseline)" in out
     result = json.loads((run / "probe.json").read_text())
     assert {"auroc", "ap", "shd", "best_method", "methods", "baselines", "matching"} <= set(result)
     assert set(result["methods"]) == set(probe.METHODS)
