@@ -302,6 +302,7 @@ def cmd_evaluate(args) -> int:
 
 
 def _add_probe(sub) -> None:
+    from causal_wm.discovery import METHODS as BASELINES
     from causal_wm.probe import METHODS
 
     p = sub.add_parser(
@@ -319,8 +320,7 @@ def _add_probe(sub) -> None:
         "--baselines",
         default="regression,granger",
         help="classical discovery baselines on the ground-truth states, scored in the same table "
-        "(comma-separated subset of regression,regression_linear,granger,pc; 'none' for none; default "
-        "regression,granger)",
+        f"(comma-separated subset of {','.join(BASELINES)}; 'none' for none; default regression,granger)",
     )
     p.add_argument("--matching", default="auto", choices=["auto", "identity", "masks", "trajectory"])
     p.add_argument("--time-stride", type=int, default=None, help="probe every n-th step (default 5)")
