@@ -34,6 +34,7 @@ STATE_FEATURES = ("x", "y", "vx", "vy", "angle", "mass", "size", "type")
 CIRCLE, BOX = 0, 1
 _BODY_FIELDS = pmb.BodyFields.BODY_ID | pmb.BodyFields.POSITION | pmb.BodyFields.ANGLE | pmb.BodyFields.VELOCITY
 _ARBITER_FIELDS = pmb.ArbiterFields.BODY_A_ID | pmb.ArbiterFields.BODY_B_ID | pmb.ArbiterFields.CONTACT_COUNT
+WALL_DEPTH = 100.0  # radius of the wall segments (arena units): how far a ball may cross a wall in one substep
 DIRECTIONS = np.array([(0.0, -1.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)])  # up, right, down, left (y down)
 
 # Okabe-Ito, colour-blind safe, on a black background; type k gets PALETTE[k % len(PALETTE)].
@@ -342,9 +343,18 @@ class World:
         self._buffer = pmb.Buffer()
         self._order_key: bytes = b""
         self._order: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        a = cfg.arena_size
-        for p, q in (((0, 0), (a, 0)), ((a, 0), (a, a)), ((a, a), (0, a)), ((0, a), (0, 0))):
-            wall = pymunk.Segment(self.space.static_body, p, q, 1.0)
+        # Each wall is a thick segment outside the arena whose inner face lies 1 unit inside the edge (where a thin
+        # wall of radius 1 on the edge had it). pymunk resolves an overlap towards the nearer side of a shape, so a
+        # thin wall let a ball that crossed its centre line within one substep (about 150 units/s here) leave the
+        # arena; a thick one pushes it back in unless it crosses WALL_DEPTH units in one substep.
+        a, r = cfg.arena_size, WALL_DEPTH
+        for p, q in (
+            ((-r, 1 - r), (a + r, 1 - r)),
+            ((a - 1 + r, -r), (a - 1 + r, a + r)),
+            ((-r, a - 1 + r), (a + r, a - 1 + r)),
+            ((1 - r, -r), (1 - r, a + r)),
+        ):
+            wall = pymunk.Segment(self.space.static_body, p, q, r)
             wall.elasticity, wall.friction = cfg.elasticity, cfg.friction
             self.space.add(wall)
         for i, obj in enumerate(spec.objects()):
