@@ -138,6 +138,18 @@ def _add_train(sub) -> None:
         help="weight of the decoder's losses (reconstruction; for the state decoder also its dynamics loss)",
     )
     p.add_argument(
+        "--dynamics-beta",
+        type=float,
+        help="Huber beta of the state/keypoint decoder's dynamics loss, in robust units of a step's change (default "
+        "1: collisions weigh linearly; e.g. 1e4: squared error, every velocity jump in full)",
+    )
+    p.add_argument(
+        "--teacher-forcing",
+        action="store_true",
+        help="state decoder: score its dynamics loss on one-step predictions from every encoded true state instead "
+        "of along the free rollout",
+    )
+    p.add_argument(
         "--slot-init",
         choices=["gaussian", "learned"],
         help="Slot Attention's initial slots: random draws from a learned Gaussian, tracked from frame to frame "
@@ -198,6 +210,8 @@ def cmd_train(args) -> int:
         "sparsity": args.sparsity,
         "edge_prior": args.edge_prior,
         "recon_weight": args.recon_weight,
+        "dynamics_beta": args.dynamics_beta,
+        "teacher_forcing": args.teacher_forcing or None,
         "threads": args.threads,
     }
     model = {
@@ -293,7 +307,11 @@ def cmd_evaluate(args) -> int:
     result = evaluate(args.run, str(args.data), horizons=horizons, threads=args.threads)
     path = write_eval(args.run, result)
     for h in horizons:
-        print(f"{h:>3} steps: Hits@1 {result['hits_at_1'][str(h)]:.4f}  MRR {result['mrr'][str(h)]:.4f}")
+        line = f"{h:>3} steps: Hits@1 {result['hits_at_1'][str(h)]:.4f}  MRR {result['mrr'][str(h)]:.4f}"
+        if "rollout_position_error" in result:
+            err, static = result["rollout_position_error"][str(h)], result["rollout_position_error_static"][str(h)]
+            line += f"  position error {err:.2f} (no motion: {static:.2f}) arena units"
+        print(line)
     for key in ("fg_ari", "probe_position_error_px", "probe_matched_error_px"):
         if key in result:
             print(f"{key}: {result[key]:.4f}")

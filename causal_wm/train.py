@@ -66,6 +66,14 @@ class TrainConfig:
     """Prior edge probability of the inferred graph (models with ``graph_context``)."""
     recon_weight: float = 1.0
     """Weight of the reconstruction loss (with a decoder)."""
+    dynamics_beta: float = 1.0
+    """Where the dynamics loss of a state or keypoint decoder turns from squared to linear (Huber's beta), in robust
+    units of one step's change. 1 keeps collisions from dominating the smooth interactions; a large value (e.g.
+    1e4, a mean squared error) weighs every velocity jump in full."""
+    teacher_forcing: bool = False
+    """State decoder: score the dynamics loss on one-step predictions from each encoded true state of the window
+    (one more transition pass) instead of on the steps of the free rollout, whose targets no longer fit its state
+    once a step went wrong. The contrastive and reconstruction losses still score the free rollout."""
     threads: int = 2
     """torch CPU threads (results are reproducible for a fixed thread count)."""
     log_every: int = 50
@@ -84,6 +92,8 @@ class TrainConfig:
             raise TrainError(f"--negatives must be one of {', '.join(NEGATIVES)}")
         if min(self.steps, self.batch_size, self.rollout_steps, self.log_every, self.checkpoint_every) < 1:
             raise TrainError("steps, batch size, rollout steps, log and checkpoint intervals must be positive")
+        if not self.dynamics_beta > 0:
+            raise TrainError(f"dynamics_beta must be positive, got {self.dynamics_beta}")
         if self.lr <= 0 or self.sigma <= 0 or self.hinge < 0 or self.sparsity < 0:
             raise TrainError("lr and sigma must be positive, hinge and sparsity non-negative")
         if not 0 < self.edge_prior < 1:
@@ -261,9 +271,23 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         # The predicted one-step changes against the true ones, in robust units of a step's change (Huber, so that
         # collisions do not dominate): the part of the dynamics that carries the interactions.
         scale = model.decoder.delta_scale / model.encoder.std[:n]  # change scale in normalised units
-        decoded = model.decoder(torch.stack(preds, 1))  # (B, H, K, n)
-        previous = torch.cat([model.decoder(z[:, :1]), decoded[:, :-1]], 1)
-        dyn = F.smooth_l1_loss((decoded - previous) / scale, (norm[:, 1:] - norm[:, :-1]) / scale, reduction="none")
+        if cfg.teacher_forcing:  # one step from each encoded true state: a missed collision is not carried along
+            hs = cfg.rollout_steps
+            rep = lambda x: None if x is None else x.repeat_interleave(hs, 0)  # noqa: E731
+            one = model.transition(
+                z[:, :-1].flatten(0, 1),
+                batch["actions"][:, :hs].flatten(0, 1),
+                positions[:, :hs].flatten(0, 1),
+                rep(mask),
+                rep(edge_gates),
+                norms=False,
+            )
+            previous = model.decoder(z[:, :-1])
+            decoded = model.decoder(z[:, :-1] + one.delta.unflatten(0, (z.shape[0], hs)))  # (B, H, K, n)
+        else:  # the steps of the free rollout
+            decoded = model.decoder(torch.stack(preds, 1))  # (B, H, K, n)
+            previous = torch.cat([model.decoder(z[:, :1]), decoded[:, :-1]], 1)
+        dyn = huber((decoded - previous) / scale, (norm[:, 1:] - norm[:, :-1]) / scale, cfg.dynamics_beta)
         real_h = mask[:, None, :, None].float() if mask is not None else torch.ones_like(dyn)
         parts["dynamics"] = (dyn * real_h).sum() / real_h.expand_as(dyn).sum().clamp(min=1)
         loss = loss + cfg.recon_weight * (parts["recon"] + parts["dynamics"])
@@ -275,7 +299,7 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         free = model.imagine(
             z[:, 0].detach(), batch["actions"][:, :h], positions[:, :h], mask, decode=False, edge_gates=gates_in
         )["z"][:, 1:]
-        parts.update(keypoint_losses(model, batch, z, free, maps))
+        parts.update(keypoint_losses(model, batch, z, free, maps, beta=cfg.dynamics_beta))
         loss = loss + cfg.recon_weight * (parts["recon"] + parts["dynamics"])
     elif model.decoder is not None:
         target = batch["frames"][:, c.history - 1 : c.history - 1 + length].float().div(255).permute(0, 1, 4, 2, 3)
@@ -286,6 +310,12 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     return parts
 
 
+def huber(pred: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """Elementwise Huber loss: 0.5 d^2 for |d| <= beta, beta (|d| - 0.5 beta) beyond (smooth L1 at beta = 1; the
+    quadratic part does not shrink as beta grows, so a large beta is a plain half squared error)."""
+    return F.huber_loss(pred, target, reduction="none", delta=beta)
+
+
 def robust_scale(x: torch.Tensor) -> torch.Tensor:
     """(F,) 1.4826 x the median absolute deviation of ``x`` (..., F) over everything but its last axis."""
     flat = x.reshape(-1, x.shape[-1])
@@ -293,7 +323,12 @@ def robust_scale(x: torch.Tensor) -> torch.Tensor:
 
 
 def keypoint_losses(
-    model: WorldModel, batch: dict[str, torch.Tensor], z: torch.Tensor, preds: torch.Tensor, maps: torch.Tensor
+    model: WorldModel,
+    batch: dict[str, torch.Tensor],
+    z: torch.Tensor,
+    preds: torch.Tensor,
+    maps: torch.Tensor,
+    beta: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """Losses of a cnn with ``keypoints`` and its `KeypointDecoder`, from pixels only.
 
@@ -318,7 +353,7 @@ def keypoint_losses(
     scale = robust_scale(change).clamp(min=1e-4)
     imagined = preds[..., kp]
     previous = torch.cat([true[:, :1], imagined[:, :-1]], 1)
-    dyn = F.smooth_l1_loss((imagined - previous) / scale, change / scale, reduction="none")  # (B, H, K, 4)
+    dyn = huber((imagined - previous) / scale, change / scale, beta)  # (B, H, K, 4)
     weight = z[:, 1:, :, c.slot_dim + 4, None].detach().clamp(0, 1)  # presence of the target
     dynamics = (dyn * weight).sum() / (weight.expand_as(dyn).sum().clamp(min=1))
     return {"recon": recon, "dynamics": dynamics}
@@ -458,6 +493,8 @@ def train(
             f"episodes of {data.steps} frames are too short for {cfg.rollout_steps} rollout steps"
             + (f" after a graph context of {model.config.graph_context}" if model.context_steps else "")
         )
+    if cfg.teacher_forcing and not (model.decoder is not None and not model.config.uses_images):
+        raise TrainError("teacher forcing scores the state decoder's dynamics loss: it needs --encoder state --decoder")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)

@@ -22,6 +22,7 @@ SCRIPTS = [
     "analysis/interventions.py",
     "analysis/supervised_transition.py",
     "analysis/keypoint_colours.py",
+    "analysis/one_step_dynamics.py",
     "paper_figures/roc_curves.py",
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",

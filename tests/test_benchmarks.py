@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("analysis/benchmarks/train_step.py", "causal-wm, default 5-step windows"),
         ("analysis/summarize_runs.py", "0.600 ± 0.141"),
         ("analysis/slot_init_check.py", "A vs B, same step"),
+        ("analysis/one_step_dynamics.py", "ball contact"),
     ],
 )
 def test_script_smoke(script, expect, tmp_path):

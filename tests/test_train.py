@@ -15,7 +15,7 @@ from causal_wm.generate import generate
 from causal_wm.losses import contrastive_loss, energy
 from causal_wm.model import ModelConfig, WorldModel
 from causal_wm.probe import ACTION_READOUTS
-from causal_wm.train import TrainConfig, TrainError, load_run, resolve_device, train
+from causal_wm.train import TrainConfig, TrainError, huber, load_run, resolve_device, train
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +304,7 @@ def test_cli_slot_init_learned_trains_evaluates_and_probes(tiny, tmp_path, capsy
     assert main(["train", "--data", str(tiny / "train.h5"), "--out", str(run), "--quiet", *args]) == 0
     assert load_run(run).config.slot_init == "learned" and not load_run(run).tracks_slots
     assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
+    assert "rollout_position_error" not in json.loads((run / "eval.json").read_text())  # no position readout
     assert main(["probe", str(run), "--data", str(tiny / "test.h5"), "--baselines", "none", "--quiet"]) == 0
     bad = ["train", "--data", str(tiny / "train.h5"), "--out", str(tmp_path / "bad"), "--slot-init", "zeros"]
     with pytest.raises(SystemExit):
@@ -314,7 +315,11 @@ def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, 
     run = tmp_path / "kp"
     args = ["--encoder", "cnn", "--keypoints", "--decoder", "--actions", "node", "--num-slots", "4", "--steps", "3"]
     args += ["--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--sparsity", "0.1"]
-    assert main(["train", "--data", str(tiny / "train.h5"), "--out", str(run), "--quiet", *args]) == 0
+    assert (
+        main(["train", "--data", str(tiny / "train.h5"), "--out", str(run), "--quiet", *args, "--dynamics-beta", "10"])
+        == 0
+    )
+    assert "dynamics_beta: 10.0" in (run / "config.yaml").read_text()
     logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged["recon"] > 0 and logged["dynamics"] > 0 and np.isfinite(logged["loss"])
     model = load_run(run)
@@ -325,6 +330,8 @@ def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, 
     assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
     evaluated = json.loads((run / "eval.json").read_text())
     assert 0.0 <= evaluated["fg_ari"] <= 1.0 and evaluated["probe_matched_error_px"] >= 0
+    assert set(evaluated["rollout_position_error"]) == {"1", "2"}  # keypoint centroids of the imagined slots
+    assert all(v >= 0 for v in evaluated["rollout_position_error_static"].values())
     examples = np.load(run / "examples.npz")  # imagined keypoints, in object order, in arena units
     pred, true, counts = examples["pred_positions"], examples["true_positions"], examples["num_objects"]
     assert pred.shape[:2] == true.shape[:2] and pred.shape[2] == counts.max() and pred.shape[3] == 2
@@ -499,3 +506,70 @@ def test_state_decoder_trains_with_more_slots_than_object_columns(tiny, tmp_path
     last = train(cfg(tiny, "state", data=str(tiny / "states.h5"), model=model), tmp_path / "run", progress=False)
     assert np.isfinite(last["dynamics"]) and last["recon"] > 0
     assert load_run(tmp_path / "run").config.num_slots == 6
+
+
+def test_dynamics_beta_sets_where_the_dynamics_loss_turns_linear(tiny, tmp_path):
+    d = torch.tensor([0.5, 2.0, 30.0])
+    assert torch.equal(huber(d, torch.zeros(3), 1.0), torch.nn.functional.smooth_l1_loss(d, 0 * d, reduction="none"))
+    assert torch.allclose(huber(d, torch.zeros(3), 1e4), 0.5 * d**2)  # a large beta: half the squared error
+    assert torch.allclose(huber(d, torch.zeros(3), 10.0), torch.tensor([0.125, 2.0, 250.0]))  # 10 * (30 - 5)
+    model = {"slot_dim": 4, "hidden": 16, "encoder_hidden": 8, "decoder": True}
+    losses = [
+        train(
+            cfg(tiny, "state", data=str(tiny / "states.h5"), model=model, steps=1, dynamics_beta=beta),
+            tmp_path / f"run{beta}",
+            progress=False,
+        )["dynamics"]
+        for beta in (1.0, 1e4)
+    ]
+    assert losses[1] > losses[0]  # the same first batch, its velocity jumps weighed quadratically
+    with pytest.raises(TrainError, match="dynamics_beta must be positive"):
+        TrainConfig(dynamics_beta=0.0)
+
+
+def test_teacher_forcing_scores_one_step_predictions_from_the_encoded_states(tiny, tmp_path):
+    model = {"slot_dim": 4, "hidden": 16, "encoder_hidden": 8, "decoder": True}
+    data = str(tiny / "states.h5")
+
+    def first_dynamics(name, **kw):
+        c = cfg(tiny, "state", data=data, model=model, steps=1, **kw)
+        return train(c, tmp_path / name, progress=False)["dynamics"]
+
+    # One rollout step: the free rollout's only step is the one-step prediction from the first encoded state.
+    assert first_dynamics("r1", rollout_steps=1) == pytest.approx(
+        first_dynamics("r1tf", rollout_steps=1, teacher_forcing=True)
+    )
+    # Longer rollouts: later steps start from the encoded states instead of the imagined ones.
+    assert first_dynamics("r3", rollout_steps=3) != pytest.approx(
+        first_dynamics("r3tf", rollout_steps=3, teacher_forcing=True)
+    )
+    with pytest.raises(TrainError, match="teacher forcing .* needs --encoder state --decoder"):
+        train(cfg(tiny, "cnn", teacher_forcing=True), tmp_path / "cnn", progress=False)
+    assert not (tmp_path / "cnn").exists()
+
+
+def test_rollout_position_error_against_hand_worked_rollouts(tiny):
+    from causal_wm.evaluate import _rollout_position_errors
+    from causal_wm.train import EpisodeArrays
+
+    data = EpisodeArrays(str(tiny / "states.h5"), images=False)
+    n = int(data.num_objects.max())
+
+    class ReadsXY:  # a stand-in model whose slots are the positions themselves
+        config = ModelConfig(encoder="state", num_slots=n)
+
+        @staticmethod
+        def positions(z):
+            return z[..., :2]
+
+    def rollout(offset, t):
+        return {h: [torch.from_numpy(data.states[:, t(h), :n, :2] + offset)] for h in (1, 3)}
+
+    exact = _rollout_position_errors(ReadsXY, rollout(0.0, lambda h: h), data, 0, None, px=2.0)
+    assert exact["rollout_position_error"] == {"1": 0.0, "3": 0.0}
+    shifted = _rollout_position_errors(ReadsXY, rollout(np.float32([3, 4]), lambda h: h), data, 0, None, px=2.0)
+    assert shifted["rollout_position_error"] == pytest.approx({"1": 5.0, "3": 5.0})
+    assert shifted["rollout_position_error_px"] == pytest.approx({"1": 10.0, "3": 10.0})
+    frozen = _rollout_position_errors(ReadsXY, rollout(0.0, lambda h: 0), data, 0, None, px=2.0)
+    assert frozen["rollout_position_error"] == pytest.approx(frozen["rollout_position_error_static"])
+    assert 0 < frozen["rollout_position_error_static"]["1"] < frozen["rollout_position_error_static"]["3"]
