@@ -268,8 +268,9 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         err = (model.decoder(both) - torch.cat([norm, norm[:, 1:]], 1)).pow(2).mean(-1)  # (B, L+H, K)
         real = mask[:, None].float() if mask is not None else torch.ones_like(err)
         parts["recon"] = (err * real).sum() / real.expand_as(err).sum().clamp(min=1)
-        # The predicted one-step changes against the true ones, in robust units of a step's change (Huber, so that
-        # collisions do not dominate): the part of the dynamics that carries the interactions.
+        # The predicted one-step changes against the true ones, in robust units of a step's change (Huber at
+        # dynamics_beta; at the default 1 collisions do not dominate): the part of the dynamics that carries the
+        # interactions.
         scale = model.decoder.delta_scale / model.encoder.std[:n]  # change scale in normalised units
         if cfg.teacher_forcing:  # one step from each encoded true state: a missed collision is not carried along
             hs = cfg.rollout_steps
@@ -470,8 +471,10 @@ def train(
         if not ckpt_path.exists():
             raise TrainError(f"--resume: {ckpt_path} does not exist")
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if to_dict(cfg) != saved["train_config"]:
-            diff = sorted(k for k, v in to_dict(cfg).items() if saved["train_config"].get(k) != v)
+        # A field added after the run was saved takes its default there, which keeps the earlier behaviour.
+        saved_cfg = {**to_dict(TrainConfig()), **saved["train_config"]}
+        if to_dict(cfg) != saved_cfg:
+            diff = sorted(k for k, v in to_dict(cfg).items() if saved_cfg.get(k) != v)
             raise TrainError(f"--resume: the config differs from the run's config.yaml in {diff}")
         trained_on = torch.device(saved["rng"].get("device", "cpu"))
         if trained_on.type != device.type:

@@ -1,6 +1,7 @@
 """World model, training and evaluation: shapes, smoke runs of every encoder, resume equivalence, NaN handling,
 and the errors bad input gets."""
 
+import dataclasses
 import json
 import math
 
@@ -179,6 +180,19 @@ def test_resume_refuses_a_different_config(tiny, tmp_path):
     train(cfg(tiny, "state", data=str(tiny / "states.h5")), tmp_path / "run", progress=False)
     with pytest.raises(TrainError, match="differs .* \\['lr'\\]"):
         train(cfg(tiny, "state", data=str(tiny / "states.h5"), lr=0.5), tmp_path / "run", resume=True)
+
+
+def test_resume_accepts_a_run_saved_before_a_config_field_existed(tiny, tmp_path):
+    c = cfg(tiny, "state", data=str(tiny / "states.h5"), steps=2)
+    train(c, tmp_path / "run", progress=False)
+    path = tmp_path / "run/checkpoints/last.pt"
+    saved = torch.load(path, weights_only=False)
+    for name in ("dynamics_beta", "teacher_forcing"):  # fields added later, at their defaults
+        del saved["train_config"][name]
+    torch.save(saved, path)
+    train(c, tmp_path / "run", resume=True, progress=False)  # the config check passes
+    with pytest.raises(TrainError, match="differs .* \\['dynamics_beta'\\]"):
+        train(dataclasses.replace(c, dynamics_beta=5.0), tmp_path / "run", resume=True, progress=False)
 
 
 def test_device_choice_and_its_errors(tiny, tmp_path):
