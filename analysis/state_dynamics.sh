@@ -4,23 +4,27 @@
 # per scene, then C-SWM evaluation, edge recovery and (springs) the intervention suite.
 #
 #   bash analysis/state_dynamics.sh            # SCENES="springs charges" SEEDS="0 1 2"; THREADS=1 for parallel copies
+#   STEPS=7500 TAG=dec10_lr3h512_s7500 TRAIN_ARGS="--lr 3e-3 --hidden 512" SCENES=springs bash analysis/state_dynamics.sh
 #   bash analysis/state_dynamics.sh --smoke    # a tiny end-to-end run in a temporary directory (seconds)
 #   bash analysis/state_dynamics.sh --help
 #
 # Data: data/{scene}5_{train,test}.h5 (`causal-wm generate --scene S --num-objects 5`, seeds 0/1; charges without
-# images), generated when missing. Runs: runs/{scene}5_dec10__state__{seed}, finished runs skipped, killed ones resumed.
-# Tables: results/edge_recovery_{scene}5_dec10.{json,md}, results/interventions_springs5_dec10.{json,md}.
+# images), generated when missing. Runs: runs/{scene}5_{TAG}__state__{seed} (TAG default dec10; TRAIN_ARGS adds
+# train flags), finished runs skipped, killed ones resumed. Tables: results/edge_recovery_{scene}5_{TAG}.{json,md},
+# results/interventions_springs5_{TAG}.{json,md}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source analysis/lib.sh
 STEPS=${STEPS:-2500}
 SEEDS=${SEEDS:-0 1 2}
 SCENES=${SCENES:-springs charges}
+TAG=${TAG:-dec10}
+read -r -a TRAIN_EXTRA <<< "${TRAIN_ARGS:-}"
 DATA=data RUNS=runs RESULTS=results
 EXTRA=() GEN=() EVAL=() SUITE=()
 [ -n "${THREADS:-}" ] && EXTRA+=(--threads "$THREADS")
 case "${1:-}" in
-  --help|-h) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --help|-h) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --smoke) smoke_mode state_dynamics ;;
   "") ;;
   *) echo "state_dynamics.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -31,15 +35,15 @@ for scene in $SCENES; do
   scene_files "$scene" "${images[@]}"
   runs=()
   for seed in $SEEDS; do
-    run="$RUNS/${scene}5_dec10__state__${seed}"
+    run="$RUNS/${scene}5_${TAG}__state__${seed}"
     runs+=("$run")
     train_to_end "$run" "$STEPS" --data "$DATA/${scene}5_train.h5" --encoder state --decoder --recon-weight 10 \
-      --sparsity 0.05 --negatives both --seed "$seed" "${EXTRA[@]}"
+      --sparsity 0.05 --negatives both --seed "$seed" "${TRAIN_EXTRA[@]}" "${EXTRA[@]}"
     [ -f "$run/eval.json" ] || causal-wm evaluate "$run" --data "$DATA/${scene}5_test.h5" "${EVAL[@]}"
   done
   python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/${scene}5_test.h5" \
-    --out "$RESULTS/edge_recovery_${scene}5_dec10" --baselines none --title "$scene, state + type code + dynamics"
+    --out "$RESULTS/edge_recovery_${scene}5_${TAG}" --baselines none --title "$scene, state + type code + dynamics"
   if [ "$scene" = springs ]; then
-    python analysis/interventions.py --runs "${runs[@]}" --out "$RESULTS/interventions_springs5_dec10" "${SUITE[@]}"
+    python analysis/interventions.py --runs "${runs[@]}" --out "$RESULTS/interventions_springs5_${TAG}" "${SUITE[@]}"
   fi
 done
