@@ -144,11 +144,11 @@ def evaluate(
         up = F.interpolate(enc_masks, size=true.shape[-2:], mode="nearest")  # (E, K, H, W)
         result["fg_ari"] = metrics.fg_ari(true, up)
     # Linear probe: all slots -> all object positions, fitted on the first half of the episodes.
+    px = data.info.image_size / data.arena if data.info.image_size else 1.0  # pixels per arena unit
     half = data.num_episodes // 2
     if half >= 2:
         x = z0.flatten(1).numpy()
         y = data.states[:, t0, :, :2].reshape(data.num_episodes, -1)
-        px = data.info.image_size / data.arena if data.info.image_size else 1.0
         probe = metrics.linear_probe(x[:half], y[:half], x[half:], y[half:])
         result["probe_position_error"] = probe["error"]
         result["probe_position_error_px"] = probe["error"] * px
@@ -156,7 +156,6 @@ def evaluate(
         if enc_masks is not None and data.masks is not None:
             result.update(_matched_probe(z0, enc_masks, data, t0, half, px))
     if model.reads_positions and (not c.keypoints or (enc_masks is not None and data.masks is not None)):
-        px = data.info.image_size / data.arena if data.info.image_size else 1.0
         result.update(_rollout_position_errors(model, preds, data, t0, enc_masks, px))
     result["scene_stats"] = data.info.stats
     if graphs is not None:
