@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from causal_wm import metrics  # noqa: E402
-from causal_wm.config import write_json, write_text  # noqa: E402
+from causal_wm.config import stem_path, write_json, write_text  # noqa: E402
 
 KEYS = ("auroc", "ap", "shd", "f1")
 
@@ -162,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(probe_run(run, args.data, args.baselines if i == 0 else "none", args.time_stride))
     table = summarise(results)
     table["data"] = args.data
-    write_json(args.out.with_suffix(".json"), table)
+    write_json(stem_path(args.out, ".json"), table)
     md = markdown(table, args.title or Path(args.data).stem)
-    write_text(args.out.with_suffix(".md"), md)
+    write_text(stem_path(args.out, ".md"), md)
     print(md)
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    print(f"wrote {stem_path(args.out, '.json')} and {stem_path(args.out, '.md')}")
     return 0
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from causal_wm import metrics  # noqa: E402
-from causal_wm.config import write_json, write_text  # noqa: E402
+from causal_wm.config import stem_path, write_json, write_text  # noqa: E402
 from causal_wm.interventions import InterventionError, intervene_report  # noqa: E402
 
 SUITE = {
@@ -158,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     units = sorted({r.get("model_effect_unit", "latent distance") for r in rows_all})
     if units:
         lines.append(f"\nModel effects measured in: {', '.join(units)} (simulator: displacement in arena units).")
-    write_json(args.out.with_suffix(".json"), table)
+    write_json(stem_path(args.out, ".json"), table)
     md = "\n".join(lines) + "\n"
-    write_text(args.out.with_suffix(".md"), md)
+    write_text(stem_path(args.out, ".md"), md)
     print(md)
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    print(f"wrote {stem_path(args.out, '.json')} and {stem_path(args.out, '.md')}")
     return 0
 
 

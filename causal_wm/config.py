@@ -48,6 +48,15 @@ def to_dict(config) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
+def stem_path(stem: str | os.PathLike, ext: str, known: tuple[str, ...] = (".json", ".md")) -> Path:
+    """The output file ``stem`` + ``ext`` of a script that takes an output stem (``--out results/table`` writes
+    ``results/table.json``). Unlike ``Path.with_suffix``, dots inside the stem stay (``springs5_m0.3-3_dec10``); a
+    stem that already ends in one of the ``known`` extensions (``--out table.json``) has it replaced."""
+    stem = Path(stem)
+    name = stem.name[: -len(stem.suffix)] if stem.suffix in known else stem.name
+    return stem.with_name(name + ext)
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` atomically (temporary file beside it, then rename): never a half-written file."""
     path = Path(path)

@@ -283,6 +283,31 @@ def test_state_dynamics_smoke_trains_every_scene_with_the_type_code():
         assert (Path(run) / "eval.json").exists()
 
 
+def test_state_dynamics_with_mass_trains_on_drawn_masses_and_names_everything_after_them():
+    import h5py
+
+    out = run_shell("analysis/state_dynamics.sh", "--smoke", SCENES="springs", MASS="0.5,2")
+    assert out.returncode == 0, out.stderr
+    written = [Path(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("wrote ")]
+    names = {w.name for w in written}
+    assert {"edge_recovery_springs5_m0.5-2_dec10.json", "interventions_springs5_m0.5-2_dec10.json"} <= names
+    (table,) = [w for w in written if w.name == "edge_recovery_springs5_m0.5-2_dec10.json"]
+    (run,) = json.loads(table.read_text())["runs"]
+    assert Path(run).name == "springs5_m0.5-2_dec10__state__0"
+    data = Path(run).parent / "springs5_m0.5-2_train.h5"
+    assert f"data: {data}" in (Path(run) / "config.yaml").read_text()
+    with h5py.File(data) as f:
+        mass = f["states"][..., 5][f["states"][..., 5] > 0]
+    assert mass.min() >= 0.5 and mass.max() <= 2.0 and mass.std() > 0.1
+
+
+@pytest.mark.parametrize("mass", ["2,1", "0,1", "1", "a,b"])
+def test_state_dynamics_rejects_a_bad_mass_range(mass):
+    out = run_shell("analysis/state_dynamics.sh", MASS=mass)
+    assert out.returncode == 2
+    assert f"MASS must be LO,HI with 0 < LO <= HI, got {mass}" in out.stderr
+
+
 def test_pixel_keypoints_smoke_trains_probes_and_reads_positions_in_the_suite():
     out = run_shell("analysis/pixel_keypoints.sh", "--smoke")
     assert out.returncode == 0, out.stderr

@@ -4,6 +4,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -450,3 +451,18 @@ def test_write_json_writes_strict_json(tmp_path):
         "v": [1.5, None],
         "t": [1, 2],
     }
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("results/table", "results/table.json"),
+        ("results/edge_recovery_springs5_m0.3-3_dec10", "results/edge_recovery_springs5_m0.3-3_dec10.json"),
+        ("results/table.json", "results/table.json"),
+        ("results/table.md", "results/table.json"),
+    ],
+)
+def test_stem_path_keeps_dots_inside_an_output_stem(stem, expected):
+    from causal_wm.config import stem_path
+
+    assert stem_path(stem, ".json") == Path(expected)
