@@ -14,7 +14,8 @@
 # from [LO, HI], `--set mass=[LO,HI]`; the default is 1 for every ball, so a model never sees a mass change).
 # Runs: runs/{STEM}_{TAG}__state__{seed} (TAG default dec10; TRAIN_ARGS adds train flags), finished runs
 # skipped, killed ones resumed. Tables: results/edge_recovery_{STEM}_{TAG}.{json,md},
-# results/interventions_{STEM}_{TAG}.{json,md} (springs).
+# results/interventions_{STEM}_{TAG}.{json,md} (springs); with SEEDS other than "0 1 2" (e.g. one seed per
+# parallel copy) they end in _seedsS1-S2..., so a copy never overwrites the tables of all three seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source analysis/lib.sh
@@ -22,12 +23,14 @@ STEPS=${STEPS:-2500}
 SEEDS=${SEEDS:-0 1 2}
 SCENES=${SCENES:-springs charges}
 TAG=${TAG:-dec10}
+TABLE=$TAG
+[ "$SEEDS" = "0 1 2" ] || TABLE=${TAG}_seeds${SEEDS// /-}
 read -r -a TRAIN_EXTRA <<< "${TRAIN_ARGS:-}"
 DATA=data RUNS=runs RESULTS=results
 EXTRA=() GEN=() EVAL=() SUITE=()
 [ -n "${THREADS:-}" ] && EXTRA+=(--threads "$THREADS")
 case "${1:-}" in
-  --help|-h) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --help|-h) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --smoke) smoke_mode state_dynamics ;;
   "") ;;
   *) echo "state_dynamics.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -53,8 +56,8 @@ for scene in $SCENES; do
     [ -f "$run/eval.json" ] || causal-wm evaluate "$run" --data "$DATA/${stem}_test.h5" "${EVAL[@]}"
   done
   python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/${stem}_test.h5" \
-    --out "$RESULTS/edge_recovery_${stem}_${TAG}" --baselines none --title "$scene, state + type code + dynamics"
+    --out "$RESULTS/edge_recovery_${stem}_${TABLE}" --baselines none --title "$scene, state + type code + dynamics"
   if [ "$scene" = springs ]; then
-    python analysis/interventions.py --runs "${runs[@]}" --out "$RESULTS/interventions_${stem}_${TAG}" "${SUITE[@]}"
+    python analysis/interventions.py --runs "${runs[@]}" --out "$RESULTS/interventions_${stem}_${TABLE}" "${SUITE[@]}"
   fi
 done

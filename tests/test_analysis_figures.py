@@ -283,15 +283,19 @@ def test_state_dynamics_smoke_trains_every_scene_with_the_type_code():
         assert (Path(run) / "eval.json").exists()
 
 
-def test_state_dynamics_with_mass_trains_on_drawn_masses_and_names_everything_after_them():
+def test_state_dynamics_with_mass_and_a_seed_subset_names_everything_after_them():
     import h5py
 
-    out = run_shell("analysis/state_dynamics.sh", "--smoke", SCENES="springs", MASS="0.5,2")
+    out = run_shell("analysis/state_dynamics.sh", "--smoke", SCENES="springs", MASS="0.5,2", SEEDS="0")
     assert out.returncode == 0, out.stderr
     written = [Path(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("wrote ")]
     names = {w.name for w in written}
-    assert {"edge_recovery_springs5_m0.5-2_dec10.json", "interventions_springs5_m0.5-2_dec10.json"} <= names
-    (table,) = [w for w in written if w.name == "edge_recovery_springs5_m0.5-2_dec10.json"]
+    # SEEDS other than "0 1 2" names the tables after the seeds, so a one-seed copy keeps the 3-seed tables
+    assert {
+        "edge_recovery_springs5_m0.5-2_dec10_seeds0.json",
+        "interventions_springs5_m0.5-2_dec10_seeds0.json",
+    } <= names
+    (table,) = [w for w in written if w.name == "edge_recovery_springs5_m0.5-2_dec10_seeds0.json"]
     (run,) = json.loads(table.read_text())["runs"]
     assert Path(run).name == "springs5_m0.5-2_dec10__state__0"
     data = Path(run).parent / "springs5_m0.5-2_train.h5"
