@@ -320,8 +320,8 @@ def cmd_evaluate(args) -> int:
 
 
 def _add_probe(sub) -> None:
+    from causal_wm.config import PROBE_METHODS as METHODS
     from causal_wm.discovery import METHODS as BASELINES
-    from causal_wm.probe import METHODS
 
     p = sub.add_parser(
         "probe",

@@ -12,6 +12,10 @@ from typing import Any
 
 import yaml
 
+PROBE_METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
+"""The learned-edge extraction methods of ``causal_wm.probe``, named here so that the command line can list them
+without importing torch."""
+
 
 @dataclass(frozen=True)
 class GenerateConfig:

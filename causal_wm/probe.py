@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from causal_wm import metrics
-from causal_wm.config import write_json
+from causal_wm.config import PROBE_METHODS, write_json
 from causal_wm.errors import CausalWMError
 from causal_wm.model import NUM_DIRECTIONS
 from causal_wm.train import EpisodeArrays, load_run, set_threads, slot_mask_for
 
-METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
+METHODS = PROBE_METHODS
 ACTION_READOUTS = ("gates", "message_norms", "intervention", "intervention_directions")
 """Readouts of where the action node acts: its edge gates, its message norms, the change of each slot's predicted
 change when the push is replaced by a no-op, and that change summed over every direction of a push at the same place

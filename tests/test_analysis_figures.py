@@ -283,6 +283,7 @@ def test_state_dynamics_smoke_trains_every_scene_with_the_type_code():
         assert (Path(run) / "eval.json").exists()
 
 
+@pytest.mark.slow  # a variant of the smoke run above (~30-40 s); pytest -m slow runs it
 def test_state_dynamics_with_mass_and_a_seed_subset_names_everything_after_them():
     import h5py
 
@@ -325,6 +326,7 @@ def test_pixel_keypoints_smoke_trains_probes_and_reads_positions_in_the_suite():
     assert json.loads((Path(run) / "probe.json").read_text())["matching"]["method"] == "masks"
 
 
+@pytest.mark.slow  # a variant of the smoke run above (~30-40 s); pytest -m slow runs it
 def test_pixel_keypoints_on_charges_uses_distinct_colours_and_the_given_strength():
     out = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="charges", STRENGTH="20000")
     assert out.returncode == 0, out.stderr
