@@ -312,6 +312,10 @@ def cmd_evaluate(args) -> int:
             err, static = result["rollout_position_error"][str(h)], result["rollout_position_error_static"][str(h)]
             line += f"  position error {err:.2f} (no motion: {static:.2f}) arena units"
         print(line)
+    by_contacts = result.get("hits_at_1_by_contact_onsets", {}).get(str(horizons[-1]))
+    if by_contacts:
+        groups = "  ".join(f"{r['onsets']}: {r['hits_at_1']:.3f} ({r['episodes']})" for r in by_contacts)
+        print(f"{horizons[-1]:>3} steps, Hits@1 by contacts begun in the rollout (episodes): {groups}")
     for key in ("fg_ari", "probe_position_error_px", "probe_matched_error_px"):
         if key in result:
             print(f"{key}: {result[key]:.4f}")

@@ -7,6 +7,8 @@ whose slot order is arbitrary). Ranks are accumulated per sample.
 
 For models that can read positions out of slots (a state decoder, keypoint slots) it also reports where the imagined
 objects are: the mean position error of the rollout at every horizon, beside the error of predicting no motion.
+Where the file has ``contacts``, Hits@1 is also split by how many object-object contacts begin during the rollout,
+which shows whether the misses are the rollouts through collisions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +27,33 @@ from causal_wm.config import write_json
 from causal_wm.train import EpisodeArrays, TrainError, encode_window, load_run, set_threads, slot_mask_for
 
 HORIZONS = (1, 5, 10)
+CONTACT_BINS = 6
+"""Hits@1 by contact onsets: one group per count 0 .. CONTACT_BINS - 1, then one for CONTACT_BINS or more."""
+
+
+def contact_onsets(contacts: np.ndarray, t0: int, horizons) -> dict[int, np.ndarray]:
+    """Per horizon h, the number of object pairs i < j of every episode that begin touching between observation
+    ``t0`` and ``t0 + h`` (E,), from ``contacts`` (E, T, N, N) (nonzero: touching between t-1 and t; an array or an
+    h5py dataset, of which only frames t0 .. t0 + max(horizons) are read), counted as the dataset summary counts
+    collisions (an onset is a frame in contact after one that was not)."""
+    n = contacts.shape[-1]
+    iu = np.triu_indices(n, 1)
+    c = contacts[:, t0 : t0 + max(horizons) + 1][..., iu[0], iu[1]] != 0  # (E, h + 1, P)
+    cumulative = (c[:, 1:] & ~c[:, :-1]).sum(-1).cumsum(1)  # (E, h)
+    return {h: cumulative[:, h - 1] for h in horizons}
+
+
+def hits_by_contacts(ranks: np.ndarray, onsets: np.ndarray) -> list[dict]:
+    """Hits@1 of the episodes grouped by their contact ``onsets`` (E,): one row per non-empty group, with its
+    ``onsets`` label ("0", "1", ..., "6+"), ``episodes`` and ``hits_at_1``."""
+    ranks = np.asarray(ranks)
+    group = np.minimum(onsets, CONTACT_BINS)
+    rows = []
+    for g in np.unique(group):
+        sel = group == g
+        label = f"{CONTACT_BINS}+" if g == CONTACT_BINS else str(int(g))
+        rows.append({"onsets": label, "episodes": int(sel.sum()), "hits_at_1": metrics.hits_at_k(ranks[sel], 1)})
+    return rows
 
 
 @torch.no_grad()
@@ -131,6 +161,10 @@ def evaluate(
         for h in horizons:
             preds[h].append(roll[:, h])
     result = {"hits_at_1": {}, "mrr": {}, "episodes": int(data.num_episodes), "data": str(data_path)}
+    with h5py.File(data_path, "r") as f:
+        onsets = contact_onsets(f["contacts"], t0, horizons) if "contacts" in f else None
+    if onsets is not None:
+        result["hits_at_1_by_contact_onsets"] = {}
     for h in horizons:
         pred = torch.cat(preds[h])
         if c.encoder == "slots":
@@ -139,6 +173,8 @@ def evaluate(
             ranks = metrics.ranks(pred, targets[h])
         result["hits_at_1"][str(h)] = metrics.hits_at_k(ranks, 1)
         result["mrr"][str(h)] = metrics.mrr(ranks)
+        if onsets is not None:
+            result["hits_at_1_by_contact_onsets"][str(h)] = hits_by_contacts(ranks, onsets[h])
     if enc_masks is not None and data.masks is not None:
         true = torch.from_numpy(data.masks[:, t0]).long()  # (E, H, W)
         up = F.interpolate(enc_masks, size=true.shape[-2:], mode="nearest")  # (E, K, H, W)

@@ -238,10 +238,34 @@ def test_evaluate(tiny, tmp_path):
     assert set(result["hits_at_1"]) == {"1", "5"} and result["episodes"] == 8
     assert all(0 <= v <= 1 for v in [*result["hits_at_1"].values(), *result["mrr"].values()])
     assert -1 <= result["fg_ari"] <= 1 and result["probe_position_error_px"] >= 0
+    for h in ("1", "5"):  # the contact groups partition the episodes and average to the overall Hits@1
+        rows = result["hits_at_1_by_contact_onsets"][h]
+        assert sum(r["episodes"] for r in rows) == 8
+        assert sum(r["episodes"] * r["hits_at_1"] for r in rows) / 8 == pytest.approx(result["hits_at_1"][h])
     with pytest.raises(TrainError, match="shorter than the horizon 20"):
         evaluate(tmp_path / "run", str(tiny / "test.h5"), horizons=(20,))
     with pytest.raises(TrainError, match="state-only"):
         evaluate(tmp_path / "run", str(tiny / "states.h5"), horizons=(1,))
+
+
+def test_contact_onsets_and_hits_by_contacts_hand_case():
+    from causal_wm.evaluate import CONTACT_BINS, contact_onsets, hits_by_contacts
+
+    contacts = np.zeros((3, 6, 3, 3), np.uint8)  # episodes, frames, objects, objects
+    contacts[0, 1:3, 0, 1] = contacts[0, 1:3, 1, 0] = 1  # one onset at frame 1 (lasting two frames)
+    contacts[0, 4, 1, 2] = contacts[0, 4, 2, 1] = 1  # a second pair at frame 4
+    contacts[1, 0, 0, 2] = contacts[1, 0, 2, 0] = 1  # touching at t0 already: not an onset in the rollout
+    contacts[2, 2, 0, 1] = contacts[2, 2, 1, 0] = 1  # onset, release, onset again: two onsets
+    contacts[2, 4, 0, 1] = contacts[2, 4, 1, 0] = 1
+    onsets = contact_onsets(contacts, 0, (1, 3, 5))
+    assert [list(onsets[h]) for h in (1, 3, 5)] == [[1, 0, 0], [1, 0, 1], [2, 0, 2]]
+    assert list(contact_onsets(contacts, 2, (2,))[2]) == [1, 0, 1]  # from observation 2: onsets in frames 3, 4
+    rows = hits_by_contacts(np.array([1, 1, 3]), onsets[5])
+    assert rows == [
+        {"onsets": "0", "episodes": 1, "hits_at_1": 1.0},
+        {"onsets": "2", "episodes": 2, "hits_at_1": 0.5},
+    ]
+    assert hits_by_contacts(np.array([2]), np.array([CONTACT_BINS + 3]))[0]["onsets"] == f"{CONTACT_BINS}+"
 
 
 def test_cli_train_evaluate_smoke(tiny, tmp_path, capsys):
@@ -272,6 +296,7 @@ def test_cli_train_evaluate_smoke(tiny, tmp_path, capsys):
         == 0
     )
     assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
+    assert "2 steps, Hits@1 by contacts begun in the rollout (episodes): " in capsys.readouterr().out
     result = json.loads((run / "eval.json").read_text())
     assert set(result["mrr"]) == {"1", "2"}
     assert main(["evaluate", str(run), "--data", str(tiny / "test.h5")]) == 2  # eval.json exists
