@@ -156,6 +156,12 @@ def _add_train(sub) -> None:
         "(default), or one learned query per slot, each frame encoded on its own",
     )
     p.add_argument(
+        "--contact-channel",
+        action="store_true",
+        help="state encoder with --decoder: add ungated messages between every pair of objects from their decoded "
+        "relative position and velocity (collisions), so the gated messages and the learned graph keep the springs",
+    )
+    p.add_argument(
         "--graph-context",
         type=int,
         help="W >= 2: infer one interaction graph per rollout from the W observations before it (NRI-style edge "
@@ -226,6 +232,8 @@ def cmd_train(args) -> int:
         model["decoder"] = True
     if args.keypoints:
         model["keypoints"] = True
+    if args.contact_channel:
+        model["contact_channel"] = True
     if args.fixed_colours:
         model["learn_colours"] = False
     if args.types == "number":

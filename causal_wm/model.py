@@ -26,7 +26,7 @@ from causal_wm.encoders import (
     SlotAttentionEncoder,
     StateEncoder,
 )
-from causal_wm.transition import GraphInference, TransitionGNN, TransitionOutput
+from causal_wm.transition import ContactMessages, GraphInference, TransitionGNN, TransitionOutput
 
 ENCODERS = ("cnn", "slots", "state")
 NUM_DIRECTIONS = 4
@@ -84,6 +84,10 @@ class ModelConfig:
     """keypoints with decoder: learn the decoder's slot colours (True), or keep them at their start, the most frequent
     colours of the training frames (False). Learned colours can drift apart from the scene's palette until a mixture
     of two maps reconstructs one object's colour, which splits the object between two slots."""
+    contact_channel: bool = False
+    """State encoder with decoder: add ungated messages between every pair of objects computed from their decoded
+    relative position and velocity only (`ContactMessages`), which carry collisions, so that the gated messages and
+    the learned graph keep the persistent interactions (springs)."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
@@ -109,6 +113,10 @@ class ModelConfig:
             raise ValueError(f"graph_context must be 0 (off) or >= 2 observations, got {self.graph_context}")
         if self.graph_context and not self.gated:
             raise ValueError("graph_context infers edge gates; it needs gated=True")
+        if self.contact_channel and (self.encoder != "state" or not self.decoder):
+            raise ValueError(
+                "contact_channel reads decoded positions and velocities: it needs the state encoder and decoder"
+            )
         if self.action_node is None:
             object.__setattr__(self, "action_node", self.encoder == "slots")
         if self.object_actions is None:
@@ -163,6 +171,7 @@ class WorldModel(nn.Module):
             gated=c.gated,
         )
         self.graph_inference = GraphInference(c.latent_dim, c.hidden) if c.graph_context else None
+        self.contact = ContactMessages(c.latent_dim, hidden=max(c.hidden // 2, 32)) if c.contact_channel else None
         self.decoder: nn.Module | None = None
         if c.decoder and c.keypoints:
             self.decoder = KeypointDecoder(c.num_slots, c.slot_dim, image_size=c.image_size)
@@ -287,9 +296,12 @@ class WorldModel(nn.Module):
                 "edge_gates=model.infer_graph(context)"
             )
         obj_action, node_action = self.action_inputs(actions, positions, z.shape[1])
-        return self.transition_model(
+        out = self.transition_model(
             z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask, edge_gates=edge_gates, norms=norms
         )
+        if self.contact is not None:  # gates and message norms stay those of the gated messages
+            out = dataclasses.replace(out, delta=out.delta + self.contact(self.decoder(z), slot_mask))
+        return out
 
     @torch.no_grad()
     def jacobian_norms(
@@ -385,8 +397,13 @@ class WorldModel(nn.Module):
     def one_round_transition(self) -> bool:
         """Whether `transition` is the stock one-round `TransitionGNN`, whose structure the exact Jacobian and the
         probe's shortcuts (`TransitionGNN.slot_perturbations`, `TransitionGNN.action_variants`) rely on; a subclass
-        that overrides `transition` (e.g. a hand-built test model) takes the whole-graph paths."""
-        return self.transition_model.layers == 1 and type(self).transition is WorldModel.transition
+        that overrides `transition` (e.g. a hand-built test model) or adds contact messages takes the whole-graph
+        paths."""
+        return (
+            self.transition_model.layers == 1
+            and type(self).transition is WorldModel.transition
+            and self.contact is None
+        )
 
     @property
     def reads_positions(self) -> bool:

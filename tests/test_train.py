@@ -475,6 +475,32 @@ def test_the_command_line_parser_and_generate_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_cli_contact_channel_trains_evaluates_and_probes(tiny, tmp_path, capsys):
+    import yaml
+
+    common = ["--data", str(tiny / "states.h5"), "--encoder", "state", "--steps", "2", "--batch-size", "4"]
+    common += ["--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--quiet", "--contact-channel"]
+    assert main(["train", *common, "--out", str(tmp_path / "bad")]) == 2  # no decoder, no positions to read
+    assert "contact_channel reads decoded positions and velocities" in capsys.readouterr().err
+    run = tmp_path / "contact"
+    assert main(["train", *common, "--decoder", "--out", str(run)]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["contact_channel"] is True
+    model = load_run(run)
+    assert model.contact is not None and not model.one_round_transition
+    z, actions = torch.randn(2, model.config.num_slots, model.config.latent_dim), torch.tensor([0, 3])
+    with torch.no_grad():
+        out = model.transition(z, actions)
+        obj_action, node_action = model.action_inputs(actions, None, z.shape[1])
+        gated = model.transition_model(z, obj_action=obj_action, node_action=node_action)
+        assert torch.equal(out.gates, gated.gates)  # the learned graph is the gated messages' alone
+        assert torch.allclose(out.delta, gated.delta + model.contact(model.decoder(z)), atol=1e-6)
+    assert main(["evaluate", str(run), "--data", str(tiny / "states.h5"), "--horizons", "1,2"]) == 0
+    assert main(["probe", str(run), "--data", str(tiny / "states.h5"), "--baselines", "none", "--quiet"]) == 0
+    assert set(json.loads((run / "probe.json").read_text())["methods"]) >= {"gates", "jacobian"}
+    with pytest.raises(ValueError, match="needs the state encoder and decoder"):
+        ModelConfig(encoder="cnn", decoder=True, contact_channel=True)
+
+
 def test_cli_actions_choose_how_actions_reach_the_slots_and_probe_reads_the_action_node(tiny, tmp_path, capsys):
     import yaml
 

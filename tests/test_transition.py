@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from causal_wm.transition import (
     CompleteGraph,
+    ContactMessages,
     TransitionGNN,
     TransitionOutput,
     action_sparsity_penalty,
@@ -463,3 +464,25 @@ def test_learns_the_only_interaction():
     other_edges[0, 1] = False
     others = gates[other_edges]
     assert gates[0, 1] > 4 * others.mean() and gates[0, 1] > others.max()
+
+
+def test_contact_messages_read_relative_geometry_only_and_skip_padding():
+    torch.manual_seed(0)
+    contact = ContactMessages(6, hidden=16)
+    states = torch.randn(3, 5, 4)  # x, y, vx, vy
+    out = contact(states)
+    assert out.shape == (3, 5, 6)
+    perm = torch.randperm(5)
+    assert torch.allclose(contact(states[:, perm]), out[:, perm], atol=1e-6)  # permuting objects permutes Δz
+    moved = states + torch.tensor([3.0, -2.0, 1.0, 0.5])  # the same shift of every position and velocity
+    assert torch.allclose(contact(moved), out, atol=1e-5)
+    mask = torch.tensor([[True, True, True, False, False]] * 3)
+    masked = contact(states, mask)
+    assert torch.all(masked[:, 3:] == 0)  # padded slots receive nothing ...
+    noisy = states.clone()
+    noisy[:, 3:] = 100 * torch.randn(3, 2, 4)
+    assert torch.equal(contact(noisy, mask), masked)  # ... and send nothing
+    assert torch.allclose(masked[:, :3], contact(states[:, :3]), atol=1e-6)  # as if the 3 objects were alone
+    assert torch.all(contact(states, torch.tensor([[True, False, False, False, False]] * 3)) == 0)
+    with pytest.raises(ValueError, match="x, y, vx, vy"):
+        contact(torch.randn(3, 5, 2))
