@@ -159,7 +159,8 @@ def _add_train(sub) -> None:
         "--contact-channel",
         action="store_true",
         help="state encoder with --decoder: add ungated messages between every pair of objects from their decoded "
-        "relative position and velocity (collisions), so the gated messages and the learned graph keep the springs",
+        "relative position and velocity (meant for collisions; on springs it brings rollouts nearer but the gates "
+        "lose the graph, see the README)",
     )
     p.add_argument(
         "--graph-context",

@@ -86,8 +86,9 @@ class ModelConfig:
     of two maps reconstructs one object's colour, which splits the object between two slots."""
     contact_channel: bool = False
     """State encoder with decoder: add ungated messages between every pair of objects computed from their decoded
-    relative position and velocity only (`ContactMessages`), which carry collisions, so that the gated messages and
-    the learned graph keep the persistent interactions (springs)."""
+    relative position and velocity only (`ContactMessages`), meant to carry collisions so that the gated messages
+    keep the persistent interactions (springs). Measured on springs: rollouts come nearer the truth, but the channel
+    also learns the springs' average pull and the gates lose the graph (README); off by default."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots

@@ -670,8 +670,10 @@ class ContactMessages(nn.Module):
     through many collisions"). This channel carries them instead. For every ordered pair i -> j an MLP reads the
     relative position d = p_i - p_j, its length |d|, the relative velocity u = v_i - v_j and the closing speed
     d·u / |d|, and receiver j adds the sum of its incoming messages to its Δz. The MLP sees no slot identity (no type),
-    so it can only learn what every pair shares, such as the contact force as a function of distance; spring forces
-    differ from pair to pair and stay with the gated messages and their graph.
+    so it can only learn what every pair shares, such as the contact force as a function of distance. Measured on
+    springs (README, "Contact messages bring the rollouts nearer but cost the graph"), it also learns the springs'
+    pull averaged over all pairs, and the gated messages then cancel it where there is no spring, so the gates no
+    longer show the graph; a range limit is the untried remedy.
 
     Args:
         slot_dim: D, the size of each message (added to Δz).
