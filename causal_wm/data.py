@@ -77,6 +77,14 @@ class DatasetInfo:
 # ----------------------------------------------------------------------------------------------- writing
 
 
+def contact_onsets(contacts: np.ndarray) -> np.ndarray:
+    """Per frame t >= 1, how many object pairs i < j begin touching (in contact at t, not at t - 1): (..., T - 1)
+    from ``contacts`` (..., T, N, N) (nonzero: touching between t-1 and t). How collisions are counted."""
+    iu = np.triu_indices(contacts.shape[-1], 1)
+    pairs = np.asarray(contacts)[..., iu[0], iu[1]] != 0  # (..., T, P)
+    return (pairs[..., 1:, :] & ~pairs[..., :-1, :]).sum(-1)
+
+
 def create_layout(
     h5: h5py.Group,
     *,
@@ -444,7 +452,6 @@ class EpisodeDataset:
         has_contacts = "contacts" in d
         step = _block_rows(T * N * 2 * 8 + N * N + (T * N * N if has_contacts else 0))
         off_diag = ~np.eye(N, dtype=bool)  # (N, N)
-        upper = np.triu(np.ones((N, N), dtype=bool), 1)  # (N, N)
         n_sum, n_min, n_max, edges, pairs, onsets, dist, moves = 0, N, 0, 0, 0, 0, 0.0, 0
         for a in range(0, E, step):
             b = min(a + step, E)
@@ -459,9 +466,7 @@ class EpisodeDataset:
             dist += float((speed * real[:, None, :]).sum())
             moves += int(real.sum()) * (T - 1)
             if has_contacts:
-                c = d["contacts"][a:b] != 0  # (B, T, N, N)
-                onset = c[:, 1:] & ~c[:, :-1]  # (B, T-1, N, N)
-                onsets += int((onset & (pair & upper)[:, None]).sum())
+                onsets += int(contact_onsets((d["contacts"][a:b] != 0) & pair[:, None]).sum())
         arena, image = info.config.get("arena_size"), info.config.get("image_size") or info.image_size
         scale, unit = (image / arena, "px/frame") if arena and image else (1.0, "state units/step")
         summary: dict[str, Any] = {

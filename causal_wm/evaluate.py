@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from causal_wm import metrics
 from causal_wm.config import write_json
+from causal_wm.data import contact_onsets as data_contact_onsets
 from causal_wm.train import EpisodeArrays, TrainError, encode_window, load_run, set_threads, slot_mask_for
 
 HORIZONS = (1, 5, 10)
@@ -34,12 +35,9 @@ CONTACT_BINS = 6
 def contact_onsets(contacts: np.ndarray, t0: int, horizons) -> dict[int, np.ndarray]:
     """Per horizon h, the number of object pairs i < j of every episode that begin touching between observation
     ``t0`` and ``t0 + h`` (E,), from ``contacts`` (E, T, N, N) (nonzero: touching between t-1 and t; an array or an
-    h5py dataset, of which only frames t0 .. t0 + max(horizons) are read), counted as the dataset summary counts
-    collisions (an onset is a frame in contact after one that was not)."""
-    n = contacts.shape[-1]
-    iu = np.triu_indices(n, 1)
-    c = contacts[:, t0 : t0 + max(horizons) + 1][..., iu[0], iu[1]] != 0  # (E, h + 1, P)
-    cumulative = (c[:, 1:] & ~c[:, :-1]).sum(-1).cumsum(1)  # (E, h)
+    h5py dataset, of which only frames t0 .. t0 + max(horizons) are read), counted as `causal_wm.data.contact_onsets`
+    counts collisions."""
+    cumulative = data_contact_onsets(contacts[:, t0 : t0 + max(horizons) + 1]).cumsum(1)  # (E, h)
     return {h: cumulative[:, h - 1] for h in horizons}
 
 

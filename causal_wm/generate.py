@@ -22,7 +22,7 @@ import numpy as np
 import envs
 from causal_wm import __version__
 from causal_wm.config import GenerateConfig, to_dict
-from causal_wm.data import copy_episodes, create_layout, write_attrs
+from causal_wm.data import contact_onsets, copy_episodes, create_layout, write_attrs
 from causal_wm.errors import CausalWMError, check_stop
 
 
@@ -66,9 +66,7 @@ class SceneStats:
 def _episode_stats(run: envs.Rollout, spec: envs.EpisodeSpec, px: float) -> SceneStats:
     n = spec.num_objects
     pos = run.positions  # (T, N, 2)
-    iu = np.triu_indices(n, k=1)
-    pair_contacts = run.contacts[:, iu[0], iu[1]]  # (T, P)
-    onsets = int(((pair_contacts[1:] == 1) & (pair_contacts[:-1] == 0)).sum())
+    onsets = int(contact_onsets(run.contacts[:, :n, :n]).sum())
     stats = SceneStats(
         speed_sum=float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).sum() * px),
         speed_count=(len(pos) - 1) * n,
