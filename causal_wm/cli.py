@@ -163,6 +163,12 @@ def _add_train(sub) -> None:
         "lose the graph, see the README)",
     )
     p.add_argument(
+        "--contact-range",
+        type=float,
+        help="with --contact-channel: objects farther apart than this (arena units) exchange no contact messages "
+        "(default 0: every pair)",
+    )
+    p.add_argument(
         "--graph-context",
         type=int,
         help="W >= 2: infer one interaction graph per rollout from the W observations before it (NRI-style edge "
@@ -227,6 +233,7 @@ def cmd_train(args) -> int:
         "hidden": args.hidden,
         "graph_context": args.graph_context,
         "slot_init": args.slot_init,
+        "contact_range": args.contact_range,
     }
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:

@@ -89,6 +89,9 @@ class ModelConfig:
     relative position and velocity only (`ContactMessages`), meant to carry collisions so that the gated messages
     keep the persistent interactions (springs). Measured on springs: rollouts come nearer the truth, but the channel
     also learns the springs' average pull and the gates lose the graph (README); off by default."""
+    contact_range: float = 0.0
+    """contact_channel: objects farther apart than this (arena units: the state's own position units) exchange no
+    contact messages (a smooth cutoff, `ContactMessages`); 0: every pair at any distance."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
@@ -118,6 +121,8 @@ class ModelConfig:
             raise ValueError(
                 "contact_channel reads decoded positions and velocities: it needs the state encoder and decoder"
             )
+        if self.contact_range < 0 or (self.contact_range > 0 and not self.contact_channel):
+            raise ValueError(f"contact_range must be >= 0 and needs contact_channel, got {self.contact_range}")
         if self.action_node is None:
             object.__setattr__(self, "action_node", self.encoder == "slots")
         if self.object_actions is None:
@@ -172,7 +177,11 @@ class WorldModel(nn.Module):
             gated=c.gated,
         )
         self.graph_inference = GraphInference(c.latent_dim, c.hidden) if c.graph_context else None
-        self.contact = ContactMessages(c.latent_dim, hidden=max(c.hidden // 2, 32)) if c.contact_channel else None
+        self.contact = (
+            ContactMessages(c.latent_dim, hidden=max(c.hidden // 2, 32), contact_range=c.contact_range)
+            if c.contact_channel
+            else None
+        )
         self.decoder: nn.Module | None = None
         if c.decoder and c.keypoints:
             self.decoder = KeypointDecoder(c.num_slots, c.slot_dim, image_size=c.image_size)
@@ -301,7 +310,8 @@ class WorldModel(nn.Module):
             z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask, edge_gates=edge_gates, norms=norms
         )
         if self.contact is not None:  # gates and message norms stay those of the gated messages
-            out = dataclasses.replace(out, delta=out.delta + self.contact(self.decoder(z), slot_mask))
+            contact = self.contact(self.decoder(z), slot_mask, position_scale=self.encoder.std[:2])
+            out = dataclasses.replace(out, delta=out.delta + contact)
         return out
 
     @torch.no_grad()

@@ -673,19 +673,25 @@ class ContactMessages(nn.Module):
     so it can only learn what every pair shares, such as the contact force as a function of distance. Measured on
     springs (README, "Contact messages bring the rollouts nearer but cost the graph"), it also learns the springs'
     pull averaged over all pairs, and the gated messages then cancel it where there is no spring, so the gates no
-    longer show the graph; a range limit is the untried remedy.
+    longer show the graph. A ``contact_range`` limits the channel to pairs near enough to touch within a step: each
+    message is scaled by ``sigmoid((range - |p_i - p_j|) / (range / 20))``, with the distance in the units of
+    ``position_scale`` (arena units for the state decoder's outputs), so pairs farther apart get nothing from it.
 
     Args:
         slot_dim: D, the size of each message (added to Δz).
         hidden: width H of the MLP.
+        contact_range: distance beyond which messages fade out, in the units of ``position_scale``; 0: no limit.
     """
 
     num_features = 6
 
-    def __init__(self, slot_dim: int, hidden: int = 256):
+    def __init__(self, slot_dim: int, hidden: int = 256, contact_range: float = 0.0):
         super().__init__()
-        if min(slot_dim, hidden) < 1:
-            raise ValueError(f"slot_dim and hidden must be >= 1, got {slot_dim}, {hidden}")
+        if min(slot_dim, hidden) < 1 or not contact_range >= 0:
+            raise ValueError(
+                f"slot_dim and hidden must be >= 1 and contact_range >= 0, got {slot_dim}, {hidden}, {contact_range}"
+            )
+        self.contact_range = float(contact_range)
         self.mlp = nn.Sequential(
             nn.Linear(self.num_features, hidden),
             nn.ReLU(),
@@ -694,9 +700,10 @@ class ContactMessages(nn.Module):
             nn.Linear(hidden, slot_dim),
         )
 
-    def forward(self, states: Tensor, slot_mask: Tensor | None = None) -> Tensor:
+    def forward(self, states: Tensor, slot_mask: Tensor | None = None, position_scale: Tensor | None = None) -> Tensor:
         """Summed incoming messages (B, K, D) of objects with ``states`` (B, K, 4): x, y, vx, vy, on a common scale
-        (the state decoder's normalised outputs). Padded slots (``slot_mask`` (B, K) False) neither send nor receive."""
+        (the state decoder's normalised outputs). Padded slots (``slot_mask`` (B, K) False) neither send nor receive.
+        ``position_scale`` (2,) turns x and y into the units of ``contact_range`` (default 1: the same units)."""
         if states.dim() != 3 or states.size(-1) != 4:
             raise ValueError(f"states must have shape (B, K, 4) (x, y, vx, vy), got {tuple(states.shape)}")
         num_slots = states.size(1)
@@ -708,7 +715,12 @@ class ContactMessages(nn.Module):
         valid = ~torch.eye(num_slots, dtype=torch.bool, device=states.device)[None]  # (1, K, K)
         if slot_mask is not None:
             valid = valid & slot_mask[:, :, None] & slot_mask[:, None, :]
-        return (messages * valid[..., None].to(messages.dtype)).sum(dim=1)  # (B, K_j, D)
+        weight = valid[..., None].to(messages.dtype)  # (B, K, K, 1)
+        if self.contact_range > 0:
+            scaled = d if position_scale is None else d * position_scale
+            near = self.contact_range - (scaled.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+            weight = weight * torch.sigmoid(near * (20.0 / self.contact_range))
+        return (messages * weight).sum(dim=1)  # (B, K_j, D)
 
 
 class GraphInference(nn.Module):

@@ -478,18 +478,22 @@ def test_cli_contact_channel_trains_evaluates_and_probes(tiny, tmp_path, capsys)
     common += ["--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--quiet", "--contact-channel"]
     assert main(["train", *common, "--out", str(tmp_path / "bad")]) == 2  # no decoder, no positions to read
     assert "contact_channel reads decoded positions and velocities" in capsys.readouterr().err
+    assert main(["train", *common[:-1], "--decoder", "--contact-range", "9", "--out", str(tmp_path / "bad")]) == 2
+    assert "contact_range must be >= 0 and needs contact_channel" in capsys.readouterr().err
     run = tmp_path / "contact"
-    assert main(["train", *common, "--decoder", "--out", str(run)]) == 0
-    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["contact_channel"] is True
+    assert main(["train", *common, "--decoder", "--contact-range", "30", "--out", str(run)]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert saved["contact_channel"] is True and saved["contact_range"] == 30
     model = load_run(run)
-    assert model.contact is not None and not model.one_round_transition
+    assert model.contact is not None and model.contact.contact_range == 30 and not model.one_round_transition
     z, actions = torch.randn(2, model.config.num_slots, model.config.latent_dim), torch.tensor([0, 3])
     with torch.no_grad():
         out = model.transition(z, actions)
         obj_action, node_action = model.action_inputs(actions, None, z.shape[1])
         gated = model.transition_model(z, obj_action=obj_action, node_action=node_action)
         assert torch.equal(out.gates, gated.gates)  # the learned graph is the gated messages' alone
-        assert torch.allclose(out.delta, gated.delta + model.contact(model.decoder(z)), atol=1e-6)
+        contact = model.contact(model.decoder(z), position_scale=model.encoder.std[:2])  # range in arena units
+        assert torch.allclose(out.delta, gated.delta + contact, atol=1e-6)
     assert main(["evaluate", str(run), "--data", str(tiny / "states.h5"), "--horizons", "1,2"]) == 0
     assert main(["probe", str(run), "--data", str(tiny / "states.h5"), "--baselines", "none", "--quiet"]) == 0
     assert set(json.loads((run / "probe.json").read_text())["methods"]) >= {"gates", "jacobian"}

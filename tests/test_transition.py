@@ -486,3 +486,25 @@ def test_contact_messages_read_relative_geometry_only_and_skip_padding():
     assert torch.all(contact(states, torch.tensor([[True, False, False, False, False]] * 3)) == 0)
     with pytest.raises(ValueError, match="x, y, vx, vy"):
         contact(torch.randn(3, 5, 2))
+
+
+def test_contact_range_silences_pairs_farther_apart_in_scaled_units():
+    torch.manual_seed(0)
+    limited = ContactMessages(6, hidden=16, contact_range=2.0)
+    unlimited = ContactMessages(6, hidden=16)
+    unlimited.load_state_dict(limited.state_dict())  # the same MLP, without the range
+    states = torch.zeros(1, 3, 4)
+    states[0, :, :2] = torch.tensor([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0]])  # 0 and 1 near, 2 far from both
+    states[0, :, 2:] = torch.randn(3, 2)
+    out, full = limited(states), unlimited(states)
+    assert out[0, 2].abs().max() < 1e-6 * full[0, 2].abs().max().clamp(min=1)  # the far object receives nothing
+    moved = states.clone()
+    moved[0, 2, 2:] += 5.0  # the far object's velocity changes what it would send, but it is out of range
+    assert torch.allclose(limited(moved)[0, :2], out[0, :2], atol=1e-6)
+    assert not torch.allclose(unlimited(moved)[0, :2], full[0, :2], atol=1e-3)
+    near = unlimited(states[:, :2])[0] * torch.sigmoid(torch.tensor(10.0))  # 0 and 1 alone, 1 apart with range 2
+    assert torch.allclose(out[0, :2], near, atol=1e-5)
+    scale = torch.tensor([4.0, 4.0])  # positions in units of 1/4: 0 and 1 are now 4 apart, out of range
+    assert limited(states, position_scale=scale)[0, :2].abs().max() < 1e-2 * out[0, :2].abs().max()
+    with pytest.raises(ValueError, match="contact_range >= 0"):
+        ContactMessages(6, contact_range=-1.0)
