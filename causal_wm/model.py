@@ -88,10 +88,12 @@ class ModelConfig:
     """State encoder with decoder: add ungated messages between every pair of objects computed from their decoded
     relative position and velocity only (`ContactMessages`), meant to carry collisions so that the gated messages
     keep the persistent interactions (springs). Measured on springs: rollouts come nearer the truth, but the channel
-    also learns the springs' average pull and the gates lose the graph (README); off by default."""
+    also learns the springs' average pull and the gates lose the graph (README) unless ``contact_range`` limits it;
+    off by default."""
     contact_range: float = 0.0
     """contact_channel: objects farther apart than this (arena units: the state's own position units) exchange no
-    contact messages (a smooth cutoff, `ContactMessages`); 0: every pair at any distance."""
+    contact messages (a smooth cutoff, `ContactMessages`); 0: every pair at any distance. On springs (radius 6),
+    18 kept the exact graph on 3 seeds and gave the best 10-step Hits@1 at 2,500 steps (README)."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
