@@ -312,9 +312,15 @@ class WorldModel(nn.Module):
             z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask, edge_gates=edge_gates, norms=norms
         )
         if self.contact is not None:  # gates and message norms stay those of the gated messages
-            contact = self.contact(self.decoder(z), slot_mask, position_scale=self.encoder.std[:2])
-            out = dataclasses.replace(out, delta=out.delta + contact)
+            out = dataclasses.replace(out, delta=out.delta + self.contact_delta(z, slot_mask))
         return out
+
+    def contact_delta(self, z: Tensor, slot_mask: Tensor | None = None) -> Tensor:
+        """The contact channel's part (B, K, D) of Δz for slots ``z`` (B, K, D): `ContactMessages` on the decoded
+        states, its range in the state's own position units."""
+        if self.contact is None:
+            raise ValueError("this model has no contact channel")
+        return self.contact(self.decoder(z), slot_mask, position_scale=self.encoder.std[:2])
 
     @torch.no_grad()
     def jacobian_norms(
@@ -329,15 +335,22 @@ class WorldModel(nn.Module):
         """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j]; 0 on the diagonal. Given ``edge_gates`` are held fixed.
 
         A one-round transition gets the exact Jacobian from the chain rule through the one message i -> j
-        (`TransitionGNN.sender_sensitivity`). Deeper transitions take forward differences of `transition` (step
-        ``eps``): the batch and its K D perturbed copies go through it as one batch, on CPU several times faster than
-        K D backward passes, and exact up to O(eps) for the piecewise-linear MLPs."""
+        (`TransitionGNN.sender_sensitivity`), plus, with contact messages, the chain rule through contact message
+        i -> j and the state decoder (`contact_jacobians`). Deeper transitions take forward differences of
+        `transition` (step ``eps``): the batch and its K D perturbed copies go through it as one batch, on CPU several
+        times faster than K D backward passes, and exact up to O(eps) for the piecewise-linear MLPs."""
         if self.graph_inference is not None and edge_gates is None:
             raise ValueError("this model infers its graph: pass edge_gates=model.infer_graph(context)")
         b, k, d = z.shape
         if self.one_round_transition:
             obj_action, node_action = self.action_inputs(actions, positions, k)
             return self.transition_model.sender_sensitivity(z, obj_action, node_action, slot_mask, edge_gates)
+        if self.one_round_messages:  # with contact messages (without, one_round_transition held)
+            obj_action, node_action = self.action_inputs(actions, positions, k)
+            jac = self.transition_model.sender_sensitivity(
+                z, obj_action, node_action, slot_mask, edge_gates, full=True
+            )  # (B, K_i, K_j, D_j, D_i)
+            return (jac + self.contact_jacobians(z, slot_mask)).pow(2).sum((-2, -1)).sqrt()
         reps = 1 + k * d
         basis = torch.eye(k * d, dtype=z.dtype, device=z.device).view(k * d, 1, k, d) * eps  # (KD, 1, K, D)
         zz = torch.cat([z[None], z[None] + basis])  # (1 + KD, B, K, D)
@@ -354,6 +367,21 @@ class WorldModel(nn.Module):
         if slot_mask is not None:
             out = out.masked_fill(~(slot_mask[:, :, None] & slot_mask[:, None, :]), 0.0)
         return out
+
+    def contact_jacobians(self, z: Tensor, slot_mask: Tensor | None = None) -> Tensor:
+        """(B, K_i, K_j, D_j, D_i) ∂(contact message i -> j)/∂z_i, exact: the contact MLP's sender Jacobian
+        (`ContactMessages.sender_jacobians`) times the state decoder's per-slot Jacobian (forward mode, one tangent
+        per latent entry). For i != j this is the contact channel's whole part of ∂Δz_j/∂z_i."""
+        if self.contact is None:
+            raise ValueError("this model has no contact channel")
+        basis = torch.eye(z.size(-1), dtype=z.dtype, device=z.device)[:, None, None]  # (D, 1, 1, D)
+
+        def along(tangent):
+            return torch.func.jvp(self.decoder, (z,), (tangent.expand_as(z).contiguous(),))[1]  # (B, K, 4)
+
+        decoder = torch.func.vmap(along)(basis)  # (D_i, B, K, 4)
+        pair = self.contact.sender_jacobians(self.decoder(z), slot_mask, self.encoder.std[:2])  # (B, K, K, D_j, 4)
+        return torch.einsum("bijoc,ebic->bijoe", pair, decoder)
 
     def imagine(
         self,
@@ -410,13 +438,21 @@ class WorldModel(nn.Module):
     def one_round_transition(self) -> bool:
         """Whether `transition` is the stock one-round `TransitionGNN`, whose structure the exact Jacobian and the
         probe's shortcuts (`TransitionGNN.slot_perturbations`, `TransitionGNN.action_variants`) rely on; a subclass
-        that overrides `transition` (e.g. a hand-built test model) or adds contact messages takes the whole-graph
-        paths."""
-        return (
-            self.transition_model.layers == 1
-            and type(self).transition is WorldModel.transition
-            and self.contact is None
-        )
+        that overrides `transition` (e.g. a hand-built test model) takes the whole-graph paths, and a model with
+        contact messages the shortcuts of `one_round_messages`."""
+        return self.transition_model.layers == 1 and self._stock_transition and self.contact is None
+
+    @property
+    def one_round_messages(self) -> bool:
+        """Whether `transition` is the stock one-round `TransitionGNN`'s, plus contact messages if the model has them:
+        the exact Jacobian and the latent interventions' first-step shortcut then still apply (with the contact
+        channel's part added)."""
+        return self.transition_model.layers == 1 and self._stock_transition
+
+    @property
+    def _stock_transition(self) -> bool:
+        """`transition` is not overridden by a subclass (such as a hand-built test model)."""
+        return type(self).transition is WorldModel.transition
 
     @property
     def reads_positions(self) -> bool:

@@ -110,15 +110,21 @@ def _latent_interventions(
             zz[r, :, i] += signs[p] * scale
             r += 1
     flat = lambda x: None if x is None else x[None].expand(reps, *x.shape).flatten(0, 1)  # noqa: E731
-    if model.one_round_transition:
-        # The first step recomputes only the edges that touch the moved slot (`TransitionGNN.slot_perturbations`).
+    if model.one_round_messages:
+        # The first step recomputes only the edges that touch the moved slot (`TransitionGNN.slot_perturbations`);
+        # contact messages, a small MLP, are recomputed for every copy.
         pos0 = None if positions is None else positions[:, 0]
         obj_action, node_action = model.action_inputs(actions[:, 0], pos0, k)
         moved = model.transition_model.slot_perturbations(
             z, signs * scale, obj_action, node_action, mask, edge_gates
         )  # (P, K_i, B, K, D)
-        factual = model.transition(z, actions[:, 0], pos0, mask, edge_gates, norms=False).delta
-        first = zz + torch.cat([factual[None], moved.flatten(0, 1)])  # (R, B, K, D) after one step
+        factual = model.transition_model(
+            z, obj_action=obj_action, node_action=node_action, slot_mask=mask, edge_gates=edge_gates, norms=False
+        ).delta
+        delta = torch.cat([factual[None], moved.flatten(0, 1)])  # (R, B, K, D)
+        if model.contact is not None:
+            delta = delta + model.contact_delta(zz.flatten(0, 1), flat(mask)).unflatten(0, (reps, b))
+        first = zz + delta  # (R, B, K, D) after one step
         rest = lambda x: None if x is None else flat(x[:, 1:])  # noqa: E731
         roll = model.imagine(
             first.flatten(0, 1), rest(actions), rest(positions), flat(mask), decode=False, edge_gates=flat(edge_gates)

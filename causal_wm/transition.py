@@ -318,8 +318,10 @@ class TransitionGNN(MessagePassing):
         node_action: Tensor | None = None,
         slot_mask: Tensor | None = None,
         edge_gates: Tensor | None = None,
+        full: bool = False,
     ) -> Tensor:
-        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j], exact, for a one-round model.
+        """(B, K, K) ||∂Δz_j/∂z_i||_F at [b, i, j], exact, for a one-round model; with ``full`` the Jacobians
+        themselves, (B, K_i, K_j, D_j, D_i) ∂Δz_j/∂z_i.
 
         For i != j, z_i reaches Δz_j only through the message i -> j, so by the chain rule
         ∂Δz_j/∂z_i = I_j (g_ij W_o ∂h_ij/∂z_i + (W_o h_ij + b_o) ∂g_ij/∂z_i), with I_j = ∂MLP_n/∂(Σ_i m_ij) at
@@ -371,9 +373,11 @@ class TransitionGNN(MessagePassing):
             dgate = dgate * (gate * (1 - gate))[:, None]
             value = (inc_w[receiver] @ hidden[:, :, None]).squeeze(-1) + inc_b[receiver]  # (E, D_j) = I_j(W_o h + b_o)
             jac = jac + value[:, :, None] * dgate[:, None, :]
+        b, k, d = g.batch_size, g.num_slots, self.slot_dim
+        if full:
+            return z.new_zeros(b * k * k, d, d).index_copy(0, g.dense_index, jac).view(b, k, k, d, d)
         norms = jac.pow(2).sum((1, 2)).sqrt()  # (E,)
-        dense = z.new_zeros(g.batch_size * g.num_slots * g.num_slots)
-        return dense.index_copy(0, g.dense_index, norms).view(g.batch_size, g.num_slots, g.num_slots)
+        return z.new_zeros(b * k * k).index_copy(0, g.dense_index, norms).view(b, k, k)
 
     @torch.no_grad()
     def slot_perturbations(
@@ -708,21 +712,51 @@ class ContactMessages(nn.Module):
         ``position_scale`` (2,) turns x and y into the units of ``contact_range`` (default 1: the same units)."""
         if states.dim() != 3 or states.size(-1) != 4:
             raise ValueError(f"states must have shape (B, K, 4) (x, y, vx, vy), got {tuple(states.shape)}")
-        num_slots = states.size(1)
-        d = states[:, :, None, :2] - states[:, None, :, :2]  # (B, K_i, K_j, 2): p_i - p_j
-        u = states[:, :, None, 2:] - states[:, None, :, 2:]  # (B, K_i, K_j, 2): v_i - v_j
-        dist = (d.pow(2).sum(-1, keepdim=True) + 1e-6).sqrt()  # (B, K, K, 1); eps keeps the diagonal's gradient finite
+        messages = self.pair_messages(states[:, :, None], states[:, None, :], position_scale)  # (B, K_i, K_j, D)
+        valid = self._valid(states, slot_mask)
+        return (messages * valid[..., None].to(messages.dtype)).sum(dim=1)  # (B, K_j, D)
+
+    def pair_messages(self, sender: Tensor, receiver: Tensor, position_scale: Tensor | None = None) -> Tensor:
+        """The message (..., D) of objects ``sender`` (..., 4) to ``receiver`` (..., 4) (broadcast), range weight
+        included."""
+        d = sender[..., :2] - receiver[..., :2]  # p_i - p_j
+        u = sender[..., 2:] - receiver[..., 2:]  # v_i - v_j
+        dist = (d.pow(2).sum(-1, keepdim=True) + 1e-6).sqrt()  # eps keeps the diagonal's gradient finite
         closing = (d * u).sum(-1, keepdim=True) / dist
-        messages = self.mlp(torch.cat([d, dist, u, closing], dim=-1))  # (B, K_i, K_j, D)
-        valid = ~torch.eye(num_slots, dtype=torch.bool, device=states.device)[None]  # (1, K, K)
-        if slot_mask is not None:
-            valid = valid & slot_mask[:, :, None] & slot_mask[:, None, :]
-        weight = valid[..., None].to(messages.dtype)  # (B, K, K, 1)
+        messages = self.mlp(torch.cat([d, dist, u, closing], dim=-1))
         if self.contact_range > 0:
             scaled = d if position_scale is None else d * position_scale
             near = self.contact_range - (scaled.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
-            weight = weight * torch.sigmoid(near * (20.0 / self.contact_range))
-        return (messages * weight).sum(dim=1)  # (B, K_j, D)
+            messages = messages * torch.sigmoid(near * (20.0 / self.contact_range))
+        return messages
+
+    def sender_jacobians(
+        self, states: Tensor, slot_mask: Tensor | None = None, position_scale: Tensor | None = None
+    ) -> Tensor:
+        """(B, K_i, K_j, D, 4) ∂(message i -> j)/∂states_i: for i != j, states_i reaches receiver j's sum only through
+        that message. Forward mode with one tangent per state entry; 0 on the diagonal and for padded slots."""
+        sender = states[:, :, None].expand(-1, -1, states.size(1), -1).contiguous()  # (B, K_i, K_j, 4)
+        receiver = states[:, None, :].expand_as(sender)
+        basis = torch.eye(4, dtype=states.dtype, device=states.device)[:, None, None, None]  # (4, 1, 1, 1, 4)
+
+        def along(tangent):
+            return torch.func.jvp(
+                lambda x: self.pair_messages(x, receiver, position_scale),
+                (sender,),
+                (tangent.expand_as(sender).contiguous(),),
+            )[1]
+
+        jac = torch.func.vmap(along)(basis)  # (4, B, K_i, K_j, D)
+        valid = self._valid(states, slot_mask)
+        return jac.permute(1, 2, 3, 4, 0) * valid[..., None, None].to(jac.dtype)
+
+    @staticmethod
+    def _valid(states: Tensor, slot_mask: Tensor | None) -> Tensor:
+        """(B or 1, K, K) bool: off-diagonal pairs of real slots."""
+        valid = ~torch.eye(states.size(1), dtype=torch.bool, device=states.device)[None]  # (1, K, K)
+        if slot_mask is not None:
+            valid = valid & slot_mask[:, :, None] & slot_mask[:, None, :]
+        return valid
 
 
 class GraphInference(nn.Module):

@@ -130,6 +130,47 @@ def test_latent_interventions_recompute_only_the_moved_slots_edges_at_the_first_
     assert (fast["latent_intervention"][1, 1] == 0).all() and (fast["latent_intervention"][0] > 0).sum() == 12
 
 
+def contact_twins(contact_range: float):
+    """A float64 state model with contact messages (decoder, type code, a non-unit position scale), its
+    `WholeGraphModel` twin, slots (3, 4, D) and a mask with padded slots."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        encoder="state", num_slots=4, slot_dim=5, hidden=16, num_features=8, type_feature=7, num_types=3,
+        decoder=True, contact_channel=True, contact_range=contact_range,
+    )  # fmt: skip
+    std = torch.tensor([2.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    model = WorldModel(cfg, feature_std=std).double().eval()
+    slow = WholeGraphModel(cfg, feature_std=std).double().eval()
+    slow.load_state_dict(model.state_dict())
+    assert model.one_round_messages and not model.one_round_transition and not slow.one_round_messages
+    mask = torch.tensor([[True] * 4, [True, False, True, True], [True, True, False, False]])
+    return model, slow, torch.randn(3, 4, cfg.latent_dim, dtype=torch.float64), mask
+
+
+@pytest.mark.parametrize("contact_range", [0.0, 4.0])
+def test_contact_models_get_the_exact_jacobian_and_the_first_step_shortcut(contact_range):
+    """With contact messages, the Jacobian adds the contact channel's chain rule to the gated messages' and equals
+    autograd; the latent interventions' first-step shortcut equals imagining every copy through the whole graph."""
+    model, slow, z, mask = contact_twins(contact_range)
+    actions = torch.tensor([[1, 0], [0, 3], [6, 2]])
+    fast = model.jacobian_norms(z, actions[:, 0], slot_mask=mask)
+    for b in range(3):
+        jac = torch.autograd.functional.jacobian(
+            lambda x, b=b: model.transition(x[None], actions[b : b + 1, 0], slot_mask=mask[b : b + 1]).delta[0], z[b]
+        )
+        exact = jac.pow(2).sum((1, 3)).sqrt().t()  # jac[j, :, i, :] -> [i, j]
+        exact.diagonal().zero_()
+        exact = exact.masked_fill(~(mask[b, :, None] & mask[b, None, :]), 0.0)
+        torch.testing.assert_close(fast[b], exact, atol=1e-10, rtol=1e-8)
+    assert model.contact_jacobians(z, mask).abs().sum() > 0  # the contact channel adds to it
+    signs = torch.stack([torch.ones(z.shape[-1]), -torch.ones(z.shape[-1])]).double()
+    scale = torch.full((z.shape[-1],), 0.3, dtype=torch.float64)
+    run = lambda m: probe.slot_scores(m, z, actions, None, mask, ("latent_intervention",), scale=scale, signs=signs)  # noqa: E731
+    torch.testing.assert_close(
+        run(model)["latent_intervention"], run(slow)["latent_intervention"], atol=1e-12, rtol=1e-9
+    )
+
+
 def test_action_readouts_run_the_slot_edges_once_and_agree_with_the_whole_graph():
     model, slow, z, mask = twin_models()
     actions = torch.tensor([1 + 2 * NUM_DIRECTIONS + 1, 0, 1 + NUM_DIRECTIONS])
