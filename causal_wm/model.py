@@ -342,14 +342,12 @@ class WorldModel(nn.Module):
         if self.graph_inference is not None and edge_gates is None:
             raise ValueError("this model infers its graph: pass edge_gates=model.infer_graph(context)")
         b, k, d = z.shape
-        if self.one_round_transition:
+        if self.one_round_messages:
             obj_action, node_action = self.action_inputs(actions, positions, k)
-            return self.transition_model.sender_sensitivity(z, obj_action, node_action, slot_mask, edge_gates)
-        if self.one_round_messages:  # with contact messages (without, one_round_transition held)
-            obj_action, node_action = self.action_inputs(actions, positions, k)
-            jac = self.transition_model.sender_sensitivity(
-                z, obj_action, node_action, slot_mask, edge_gates, full=True
-            )  # (B, K_i, K_j, D_j, D_i)
+            sensitivity = self.transition_model.sender_sensitivity
+            if self.contact is None:
+                return sensitivity(z, obj_action, node_action, slot_mask, edge_gates)
+            jac = sensitivity(z, obj_action, node_action, slot_mask, edge_gates, full=True)  # (B, K_i, K_j, D_j, D_i)
             return (jac + self.contact_jacobians(z, slot_mask)).pow(2).sum((-2, -1)).sqrt()
         reps = 1 + k * d
         basis = torch.eye(k * d, dtype=z.dtype, device=z.device).view(k * d, 1, k, d) * eps  # (KD, 1, K, D)
@@ -440,7 +438,7 @@ class WorldModel(nn.Module):
         probe's shortcuts (`TransitionGNN.slot_perturbations`, `TransitionGNN.action_variants`) rely on; a subclass
         that overrides `transition` (e.g. a hand-built test model) takes the whole-graph paths, and a model with
         contact messages the shortcuts of `one_round_messages`."""
-        return self.transition_model.layers == 1 and self._stock_transition and self.contact is None
+        return self.one_round_messages and self.contact is None
 
     @property
     def one_round_messages(self) -> bool:
