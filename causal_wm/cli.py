@@ -169,6 +169,13 @@ def _add_train(sub) -> None:
         "(default 0: every pair; 18 kept the graph on springs)",
     )
     p.add_argument(
+        "--contact-lookahead",
+        type=float,
+        help="with --contact-range: apply the range to each pair's closest approach within this time at its present "
+        "relative velocity (the velocities' time unit; one frame of the bundled scenes is 0.1) instead of its "
+        "present distance (default 0)",
+    )
+    p.add_argument(
         "--graph-context",
         type=int,
         help="W >= 2: infer one interaction graph per rollout from the W observations before it (NRI-style edge "
@@ -234,6 +241,7 @@ def cmd_train(args) -> int:
         "graph_context": args.graph_context,
         "slot_init": args.slot_init,
         "contact_range": args.contact_range,
+        "contact_lookahead": args.contact_lookahead,
     }
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:

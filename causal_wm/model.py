@@ -94,6 +94,11 @@ class ModelConfig:
     """contact_channel: objects farther apart than this (arena units: the state's own position units) exchange no
     contact messages (a smooth cutoff, `ContactMessages`); 0: every pair at any distance. On springs (radius 6),
     18 kept the exact graph on 3 seeds and gave the best 10-step Hits@1 at 2,500 steps (README)."""
+    contact_lookahead: float = 0.0
+    """contact_range: apply the range to each pair's closest approach within this time at its present relative
+    velocity (the state's velocity time unit: seconds in the bundled scenes, whose frames last dt = 0.1), instead of
+    its present distance; 0: the present distance. A pair that will touch within the frame is then in range however
+    fast it closes, and a slow pair at the same distance is not (README, "Range on the closest approach")."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
@@ -125,6 +130,8 @@ class ModelConfig:
             )
         if self.contact_range < 0 or (self.contact_range > 0 and not self.contact_channel):
             raise ValueError(f"contact_range must be >= 0 and needs contact_channel, got {self.contact_range}")
+        if self.contact_lookahead < 0 or (self.contact_lookahead > 0 and not self.contact_range > 0):
+            raise ValueError(f"contact_lookahead must be >= 0 and needs a contact_range, got {self.contact_lookahead}")
         if self.action_node is None:
             object.__setattr__(self, "action_node", self.encoder == "slots")
         if self.object_actions is None:
@@ -180,7 +187,12 @@ class WorldModel(nn.Module):
         )
         self.graph_inference = GraphInference(c.latent_dim, c.hidden) if c.graph_context else None
         self.contact = (
-            ContactMessages(c.latent_dim, hidden=max(c.hidden // 2, 32), contact_range=c.contact_range)
+            ContactMessages(
+                c.latent_dim,
+                hidden=max(c.hidden // 2, 32),
+                contact_range=c.contact_range,
+                contact_lookahead=c.contact_lookahead,
+            )
             if c.contact_channel
             else None
         )
@@ -317,10 +329,10 @@ class WorldModel(nn.Module):
 
     def contact_delta(self, z: Tensor, slot_mask: Tensor | None = None) -> Tensor:
         """The contact channel's part (B, K, D) of Δz for slots ``z`` (B, K, D): `ContactMessages` on the decoded
-        states, its range in the state's own position units."""
+        states, its range and lookahead in the state's own position and velocity units."""
         if self.contact is None:
             raise ValueError("this model has no contact channel")
-        return self.contact(self.decoder(z), slot_mask, position_scale=self.encoder.std[:2])
+        return self.contact(self.decoder(z), slot_mask, state_scale=self.encoder.std[:4])
 
     @torch.no_grad()
     def jacobian_norms(
@@ -378,7 +390,7 @@ class WorldModel(nn.Module):
             return torch.func.jvp(self.decoder, (z,), (tangent.expand_as(z).contiguous(),))[1]  # (B, K, 4)
 
         decoder = torch.func.vmap(along)(basis)  # (D_i, B, K, 4)
-        pair = self.contact.sender_jacobians(self.decoder(z), slot_mask, self.encoder.std[:2])  # (B, K, K, D_j, 4)
+        pair = self.contact.sender_jacobians(self.decoder(z), slot_mask, self.encoder.std[:4])  # (B, K, K, D_j, 4)
         return torch.einsum("bijoc,ebic->bijoe", pair, decoder)
 
     def imagine(

@@ -678,26 +678,33 @@ class ContactMessages(nn.Module):
     springs (README, "Contact messages bring the rollouts nearer but cost the graph"), it also learns the springs'
     pull averaged over all pairs, and the gated messages then cancel it where there is no spring, so the gates no
     longer show the graph. A ``contact_range`` limits the channel to pairs near enough to touch within a step: each
-    message is scaled by ``sigmoid((range - |p_i - p_j|) / (range / 20))``, with the distance in the units of
-    ``position_scale`` (arena units for the state decoder's outputs), so pairs farther apart get nothing from it.
+    message is scaled by ``sigmoid((range - distance) / (range / 20))``, with the distance in the units of
+    ``state_scale`` (arena units for the state decoder's outputs), so pairs farther apart get nothing from it.
     On springs a range of 18 arena units (three radii) kept the exact graph on 3 seeds (README, "A range limit keeps
-    the graph").
+    the graph"). With a ``contact_lookahead`` T the distance is the pair's closest approach within the next T time
+    units at its present relative velocity, min over t in [0, T] of |d + t u|, instead of its present |d|: a fast pair
+    that will touch within the frame is in range, a slow pair at the same distance is not.
 
     Args:
         slot_dim: D, the size of each message (added to Δz).
         hidden: width H of the MLP.
-        contact_range: distance beyond which messages fade out, in the units of ``position_scale``; 0: no limit.
+        contact_range: distance beyond which messages fade out, in the units of ``state_scale``; 0: no limit.
+        contact_lookahead: with a range, measure each pair's closest approach within this time (the velocities' time
+            unit, e.g. one frame's dt) instead of its present distance; 0: the present distance.
     """
 
     num_features = 6
 
-    def __init__(self, slot_dim: int, hidden: int = 256, contact_range: float = 0.0):
+    def __init__(self, slot_dim: int, hidden: int = 256, contact_range: float = 0.0, contact_lookahead: float = 0.0):
         super().__init__()
         if min(slot_dim, hidden) < 1 or not contact_range >= 0:
             raise ValueError(
                 f"slot_dim and hidden must be >= 1 and contact_range >= 0, got {slot_dim}, {hidden}, {contact_range}"
             )
+        if not contact_lookahead >= 0 or (contact_lookahead > 0 and contact_range == 0):
+            raise ValueError(f"contact_lookahead must be >= 0 and needs a contact_range, got {contact_lookahead}")
         self.contact_range = float(contact_range)
+        self.contact_lookahead = float(contact_lookahead)
         self.mlp = nn.Sequential(
             nn.Linear(self.num_features, hidden),
             nn.ReLU(),
@@ -706,17 +713,20 @@ class ContactMessages(nn.Module):
             nn.Linear(hidden, slot_dim),
         )
 
-    def forward(self, states: Tensor, slot_mask: Tensor | None = None, position_scale: Tensor | None = None) -> Tensor:
+    def forward(self, states: Tensor, slot_mask: Tensor | None = None, state_scale: Tensor | None = None) -> Tensor:
         """Summed incoming messages (B, K, D) of objects with ``states`` (B, K, 4): x, y, vx, vy, on a common scale
         (the state decoder's normalised outputs). Padded slots (``slot_mask`` (B, K) False) neither send nor receive.
-        ``position_scale`` (2,) turns x and y into the units of ``contact_range`` (default 1: the same units)."""
+        ``state_scale`` (4,) turns x, y, vx, vy into the units of ``contact_range`` and ``contact_lookahead``
+        (default 1: the same units)."""
         if states.dim() != 3 or states.size(-1) != 4:
             raise ValueError(f"states must have shape (B, K, 4) (x, y, vx, vy), got {tuple(states.shape)}")
-        messages = self.pair_messages(states[:, :, None], states[:, None, :], position_scale)  # (B, K_i, K_j, D)
+        if state_scale is not None and tuple(state_scale.shape) != (4,):
+            raise ValueError(f"state_scale must have shape (4,) (x, y, vx, vy), got {tuple(state_scale.shape)}")
+        messages = self.pair_messages(states[:, :, None], states[:, None, :], state_scale)  # (B, K_i, K_j, D)
         valid = self._valid(states, slot_mask)
         return (messages * valid[..., None].to(messages.dtype)).sum(dim=1)  # (B, K_j, D)
 
-    def pair_messages(self, sender: Tensor, receiver: Tensor, position_scale: Tensor | None = None) -> Tensor:
+    def pair_messages(self, sender: Tensor, receiver: Tensor, state_scale: Tensor | None = None) -> Tensor:
         """The message (..., D) of objects ``sender`` (..., 4) to ``receiver`` (..., 4) (broadcast), range weight
         included."""
         d = sender[..., :2] - receiver[..., :2]  # p_i - p_j
@@ -725,13 +735,26 @@ class ContactMessages(nn.Module):
         closing = (d * u).sum(-1, keepdim=True) / dist
         messages = self.mlp(torch.cat([d, dist, u, closing], dim=-1))
         if self.contact_range > 0:
-            scaled = d if position_scale is None else d * position_scale
-            near = self.contact_range - (scaled.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
-            messages = messages * torch.sigmoid(near * (20.0 / self.contact_range))
+            messages = messages * torch.sigmoid(
+                (self.contact_range - self.approach(d, u, state_scale)) * (20.0 / self.contact_range)
+            )
         return messages
 
+    def approach(self, d: Tensor, u: Tensor, state_scale: Tensor | None = None) -> Tensor:
+        """(..., 1) distance of pairs with relative position ``d`` and velocity ``u`` (..., 2) that the range applies
+        to, in the units of ``state_scale``: the present |d|, or with a lookahead T the closest approach
+        min over t in [0, T] of |d + t u| (t* = clamp(-d·u / |u|², 0, T))."""
+        if state_scale is not None:
+            d, u = d * state_scale[:2], u * state_scale[2:]
+        if self.contact_lookahead > 0:
+            t = (-(d * u).sum(-1, keepdim=True) / (u.pow(2).sum(-1, keepdim=True) + 1e-12)).clamp(
+                0.0, self.contact_lookahead
+            )
+            d = d + t * u
+        return (d.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+
     def sender_jacobians(
-        self, states: Tensor, slot_mask: Tensor | None = None, position_scale: Tensor | None = None
+        self, states: Tensor, slot_mask: Tensor | None = None, state_scale: Tensor | None = None
     ) -> Tensor:
         """(B, K_i, K_j, D, 4) ∂(message i -> j)/∂states_i: for i != j, states_i reaches receiver j's sum only through
         that message. Forward mode with one tangent per state entry; 0 on the diagonal and for padded slots."""
@@ -741,7 +764,7 @@ class ContactMessages(nn.Module):
 
         def along(tangent):
             return torch.func.jvp(
-                lambda x: self.pair_messages(x, receiver, position_scale),
+                lambda x: self.pair_messages(x, receiver, state_scale),
                 (sender,),
                 (tangent.expand_as(sender).contiguous(),),
             )[1]

@@ -130,15 +130,15 @@ def test_latent_interventions_recompute_only_the_moved_slots_edges_at_the_first_
     assert (fast["latent_intervention"][1, 1] == 0).all() and (fast["latent_intervention"][0] > 0).sum() == 12
 
 
-def contact_twins(contact_range: float):
-    """A float64 state model with contact messages (decoder, type code, a non-unit position scale), its
+def contact_twins(contact_range: float, contact_lookahead: float = 0.0):
+    """A float64 state model with contact messages (decoder, type code, non-unit position and velocity scales), its
     `WholeGraphModel` twin, slots (3, 4, D) and a mask with padded slots."""
     torch.manual_seed(0)
     cfg = ModelConfig(
         encoder="state", num_slots=4, slot_dim=5, hidden=16, num_features=8, type_feature=7, num_types=3,
-        decoder=True, contact_channel=True, contact_range=contact_range,
+        decoder=True, contact_channel=True, contact_range=contact_range, contact_lookahead=contact_lookahead,
     )  # fmt: skip
-    std = torch.tensor([2.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    std = torch.tensor([2.0, 3.0, 5.0, 0.5, 1.0, 1.0, 1.0, 1.0])
     model = WorldModel(cfg, feature_std=std).double().eval()
     slow = WholeGraphModel(cfg, feature_std=std).double().eval()
     slow.load_state_dict(model.state_dict())
@@ -147,11 +147,11 @@ def contact_twins(contact_range: float):
     return model, slow, torch.randn(3, 4, cfg.latent_dim, dtype=torch.float64), mask
 
 
-@pytest.mark.parametrize("contact_range", [0.0, 4.0])
-def test_contact_models_get_the_exact_jacobian_and_the_first_step_shortcut(contact_range):
+@pytest.mark.parametrize("contact_range, contact_lookahead", [(0.0, 0.0), (4.0, 0.0), (4.0, 0.7)])
+def test_contact_models_get_the_exact_jacobian_and_the_first_step_shortcut(contact_range, contact_lookahead):
     """With contact messages, the Jacobian adds the contact channel's chain rule to the gated messages' and equals
     autograd; the latent interventions' first-step shortcut equals imagining every copy through the whole graph."""
-    model, slow, z, mask = contact_twins(contact_range)
+    model, slow, z, mask = contact_twins(contact_range, contact_lookahead)
     actions = torch.tensor([[1, 0], [0, 3], [6, 2]])
     fast = model.jacobian_norms(z, actions[:, 0], slot_mask=mask)
     for b in range(3):

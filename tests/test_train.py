@@ -480,19 +480,24 @@ def test_cli_contact_channel_trains_evaluates_and_probes(tiny, tmp_path, capsys)
     assert "contact_channel reads decoded positions and velocities" in capsys.readouterr().err
     assert main(["train", *common[:-1], "--decoder", "--contact-range", "9", "--out", str(tmp_path / "bad")]) == 2
     assert "contact_range must be >= 0 and needs contact_channel" in capsys.readouterr().err
+    assert main(["train", *common, "--decoder", "--contact-lookahead", "0.1", "--out", str(tmp_path / "bad")]) == 2
+    assert "contact_lookahead must be >= 0 and needs a contact_range" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
     run = tmp_path / "contact"
-    assert main(["train", *common, "--decoder", "--contact-range", "30", "--out", str(run)]) == 0
+    ahead = ["--contact-range", "30", "--contact-lookahead", "0.1"]
+    assert main(["train", *common, "--decoder", *ahead, "--out", str(run)]) == 0
     saved = yaml.safe_load((run / "config.yaml").read_text())["model"]
-    assert saved["contact_channel"] is True and saved["contact_range"] == 30
+    assert saved["contact_channel"] is True and saved["contact_range"] == 30 and saved["contact_lookahead"] == 0.1
     model = load_run(run)
     assert model.contact is not None and model.contact.contact_range == 30 and not model.one_round_transition
+    assert model.contact.contact_lookahead == 0.1
     z, actions = torch.randn(2, model.config.num_slots, model.config.latent_dim), torch.tensor([0, 3])
     with torch.no_grad():
         out = model.transition(z, actions)
         obj_action, node_action = model.action_inputs(actions, None, z.shape[1])
         gated = model.transition_model(z, obj_action=obj_action, node_action=node_action)
         assert torch.equal(out.gates, gated.gates)  # the learned graph is the gated messages' alone
-        contact = model.contact(model.decoder(z), position_scale=model.encoder.std[:2])  # range in arena units
+        contact = model.contact(model.decoder(z), state_scale=model.encoder.std[:4])  # arena units and seconds
         assert torch.allclose(out.delta, gated.delta + contact, atol=1e-6)
     assert main(["evaluate", str(run), "--data", str(tiny / "states.h5"), "--horizons", "1,2"]) == 0
     assert main(["probe", str(run), "--data", str(tiny / "states.h5"), "--baselines", "none", "--quiet"]) == 0

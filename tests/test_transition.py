@@ -504,7 +504,41 @@ def test_contact_range_silences_pairs_farther_apart_in_scaled_units():
     assert not torch.allclose(unlimited(moved)[0, :2], full[0, :2], atol=1e-3)
     near = unlimited(states[:, :2])[0] * torch.sigmoid(torch.tensor(10.0))  # 0 and 1 alone, 1 apart with range 2
     assert torch.allclose(out[0, :2], near, atol=1e-5)
-    scale = torch.tensor([4.0, 4.0])  # positions in units of 1/4: 0 and 1 are now 4 apart, out of range
-    assert limited(states, position_scale=scale)[0, :2].abs().max() < 1e-2 * out[0, :2].abs().max()
+    scale = torch.tensor([4.0, 4.0, 1.0, 1.0])  # positions in units of 1/4: 0 and 1 are now 4 apart, out of range
+    assert limited(states, state_scale=scale)[0, :2].abs().max() < 1e-2 * out[0, :2].abs().max()
     with pytest.raises(ValueError, match="contact_range >= 0"):
         ContactMessages(6, contact_range=-1.0)
+    with pytest.raises(ValueError, match=r"state_scale must have shape \(4,\)"):
+        limited(states, state_scale=scale[:2])
+
+
+def test_contact_lookahead_ranges_on_the_closest_approach_within_the_lookahead():
+    torch.manual_seed(0)
+    ahead = ContactMessages(6, hidden=16, contact_range=3.0, contact_lookahead=1.0)
+    now = ContactMessages(6, hidden=16, contact_range=3.0)
+    unlimited = ContactMessages(6, hidden=16)
+    now.load_state_dict(ahead.state_dict())
+    unlimited.load_state_dict(ahead.state_dict())
+    # The closest approach against a brute-force minimum over t in [0, T], for random pairs and scales.
+    d, u = torch.randn(500, 2) * 4, torch.randn(500, 2) * 6
+    scale = torch.tensor([2.0, 0.5, 3.0, 0.25])
+    t = torch.linspace(0, 1, 20001)[:, None, None]
+    brute = ((d * scale[:2])[None] + t * (u * scale[2:])[None]).norm(dim=-1).min(0).values
+    torch.testing.assert_close(ahead.approach(d, u, scale).squeeze(-1), brute, atol=1e-3, rtol=0)
+    torch.testing.assert_close(now.approach(d, u, scale).squeeze(-1), (d * scale[:2]).norm(dim=-1))
+
+    def pair(velocity: float) -> torch.Tensor:
+        """Two objects 10 apart on the x axis, object 0 moving along x at ``velocity``; object 1's incoming sum."""
+        states = torch.zeros(1, 2, 4)
+        states[0, 1, 0], states[0, 0, 2] = 10.0, velocity
+        return states
+
+    closing, leaving, slow = pair(10.0), pair(-10.0), pair(5.0)  # meets 1 at t = 1; moves away; 5 apart at t = 1
+    assert torch.allclose(ahead(closing)[0, 1], unlimited(closing)[0, 1] * torch.sigmoid(torch.tensor(20.0)))
+    for states in (leaving, slow):
+        assert ahead(states)[0, 1].abs().max() < 1e-3 * unlimited(states)[0, 1].abs().max()
+    assert now(closing)[0, 1].abs().max() < 1e-3 * unlimited(closing)[0, 1].abs().max()  # 10 apart now: out of range
+    velocity_units = torch.tensor([1.0, 1.0, 0.5, 0.5])  # velocities halved: the closing pair is 5 apart at t = 1
+    assert ahead(closing, state_scale=velocity_units)[0, 1].abs().max() < 1e-3 * unlimited(closing)[0, 1].abs().max()
+    with pytest.raises(ValueError, match="contact_lookahead must be >= 0 and needs a contact_range"):
+        ContactMessages(6, contact_lookahead=0.1)
