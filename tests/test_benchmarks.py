@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
         ("analysis/benchmarks/generate_throughput.py", "cores"),
         ("analysis/benchmarks/transition_step.py", "cores"),
         ("analysis/benchmarks/train_step.py", "causal-wm, default 5-step windows"),
+        ("analysis/benchmarks/probe_methods.py", "hidden 32 + contact channel: all four methods"),
         ("analysis/summarize_runs.py", "0.600 ± 0.141"),
         ("analysis/slot_init_check.py", "A vs B, same step"),
         ("analysis/one_step_dynamics.py", "ball contact"),
+        ("analysis/contact_range.py", "in range, not touching"),
     ],
 )
 def test_script_smoke(script, expect, tmp_path):
