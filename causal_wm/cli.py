@@ -176,6 +176,13 @@ def _add_train(sub) -> None:
         "present distance (default 0)",
     )
     p.add_argument(
+        "--contact-range-detach",
+        action="store_true",
+        default=None,
+        help="with --contact-range: in training, no gradient through the range weight into the decoded states, so "
+        "the loss cannot move the decoder's positions to switch pairs in or out of range",
+    )
+    p.add_argument(
         "--graph-context",
         type=int,
         help="W >= 2: infer one interaction graph per rollout from the W observations before it (NRI-style edge "
@@ -242,6 +249,7 @@ def cmd_train(args) -> int:
         "slot_init": args.slot_init,
         "contact_range": args.contact_range,
         "contact_lookahead": args.contact_lookahead,
+        "contact_range_detach": args.contact_range_detach,
     }
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:

@@ -691,11 +691,22 @@ class ContactMessages(nn.Module):
         contact_range: distance beyond which messages fade out, in the units of ``state_scale``; 0: no limit.
         contact_lookahead: with a range, measure each pair's closest approach within this time (the velocities' time
             unit, e.g. one frame's dt) instead of its present distance; 0: the present distance.
+        range_detach: in training mode, compute the range weight from detached states, so that the loss cannot move
+            the decoded positions to switch pairs in or out of range (measured on springs: without it the state
+            decoder's position readout drifted from 1.0 to 2.2-2.7 arena units). The forward values, and eval mode's
+            derivatives (the probe's Jacobian), are unchanged.
     """
 
     num_features = 6
 
-    def __init__(self, slot_dim: int, hidden: int = 256, contact_range: float = 0.0, contact_lookahead: float = 0.0):
+    def __init__(
+        self,
+        slot_dim: int,
+        hidden: int = 256,
+        contact_range: float = 0.0,
+        contact_lookahead: float = 0.0,
+        range_detach: bool = False,
+    ):
         super().__init__()
         if min(slot_dim, hidden) < 1 or not contact_range >= 0:
             raise ValueError(
@@ -705,6 +716,7 @@ class ContactMessages(nn.Module):
             raise ValueError(f"contact_lookahead must be >= 0 and needs a contact_range, got {contact_lookahead}")
         self.contact_range = float(contact_range)
         self.contact_lookahead = float(contact_lookahead)
+        self.range_detach = bool(range_detach)
         self.mlp = nn.Sequential(
             nn.Linear(self.num_features, hidden),
             nn.ReLU(),
@@ -735,6 +747,8 @@ class ContactMessages(nn.Module):
         closing = (d * u).sum(-1, keepdim=True) / dist
         messages = self.mlp(torch.cat([d, dist, u, closing], dim=-1))
         if self.contact_range > 0:
+            if self.range_detach and self.training:
+                d, u = d.detach(), u.detach()
             messages = messages * torch.sigmoid(
                 (self.contact_range - self.approach(d, u, state_scale)) * (20.0 / self.contact_range)
             )

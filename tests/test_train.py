@@ -482,15 +482,17 @@ def test_cli_contact_channel_trains_evaluates_and_probes(tiny, tmp_path, capsys)
     assert "contact_range must be >= 0 and needs contact_channel" in capsys.readouterr().err
     assert main(["train", *common, "--decoder", "--contact-lookahead", "0.1", "--out", str(tmp_path / "bad")]) == 2
     assert "contact_lookahead must be >= 0 and needs a contact_range" in capsys.readouterr().err
+    assert main(["train", *common, "--decoder", "--contact-range-detach", "--out", str(tmp_path / "bad")]) == 2
+    assert "contact_range_detach needs a contact_range" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     run = tmp_path / "contact"
-    ahead = ["--contact-range", "30", "--contact-lookahead", "0.1"]
+    ahead = ["--contact-range", "30", "--contact-lookahead", "0.1", "--contact-range-detach"]
     assert main(["train", *common, "--decoder", *ahead, "--out", str(run)]) == 0
     saved = yaml.safe_load((run / "config.yaml").read_text())["model"]
     assert saved["contact_channel"] is True and saved["contact_range"] == 30 and saved["contact_lookahead"] == 0.1
     model = load_run(run)
     assert model.contact is not None and model.contact.contact_range == 30 and not model.one_round_transition
-    assert model.contact.contact_lookahead == 0.1
+    assert model.contact.contact_lookahead == 0.1 and model.contact.range_detach and saved["contact_range_detach"]
     z, actions = torch.randn(2, model.config.num_slots, model.config.latent_dim), torch.tensor([0, 3])
     with torch.no_grad():
         out = model.transition(z, actions)

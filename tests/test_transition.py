@@ -542,3 +542,38 @@ def test_contact_lookahead_ranges_on_the_closest_approach_within_the_lookahead()
     assert ahead(closing, state_scale=velocity_units)[0, 1].abs().max() < 1e-3 * unlimited(closing)[0, 1].abs().max()
     with pytest.raises(ValueError, match="contact_lookahead must be >= 0 and needs a contact_range"):
         ContactMessages(6, contact_lookahead=0.1)
+
+
+def test_contact_range_detach_stops_the_range_weights_gradient_in_training_only():
+    torch.manual_seed(0)
+    detached = ContactMessages(6, hidden=16, contact_range=3.0, contact_lookahead=0.5, range_detach=True)
+    plain = ContactMessages(6, hidden=16, contact_range=3.0, contact_lookahead=0.5)
+    unlimited = ContactMessages(6, hidden=16)
+    for other in (plain, unlimited):
+        other.load_state_dict(detached.state_dict())
+    states = torch.randn(2, 4, 4) * 2  # pairs around the range's edge, where its weight has a gradient
+    scale = torch.tensor([1.0, 2.0, 1.0, 0.5])
+
+    def grad(module, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        module.train(train)
+        x = states.clone().requires_grad_(True)
+        out = module(x, state_scale=scale)
+        (g,) = torch.autograd.grad((out * torch.linspace(-1, 1, 6)).sum(), x)
+        return out.detach(), g
+
+    for train in (True, False):  # the same forward values in both modes
+        torch.testing.assert_close(grad(detached, train)[0], grad(plain, train)[0])
+    torch.testing.assert_close(grad(detached, False)[1], grad(plain, False)[1])  # eval: the full derivative
+    out, g = grad(detached, True)
+    assert not torch.allclose(g, grad(plain, True)[1], atol=1e-4)  # training: the range weight's part is gone
+    # ... and what is left is the messages' gradient times the range weight held fixed
+    x = states.clone().requires_grad_(True)
+    sender, receiver = x[:, :, None], x[:, None, :]
+    weight = torch.sigmoid(
+        (3.0 - plain.approach((sender - receiver)[..., :2].detach(), (sender - receiver)[..., 2:].detach(), scale))
+        * (20.0 / 3.0)
+    )
+    manual = (unlimited.pair_messages(sender, receiver) * weight * ContactMessages._valid(x, None)[..., None]).sum(1)
+    torch.testing.assert_close(manual.detach(), out)
+    (g_manual,) = torch.autograd.grad((manual * torch.linspace(-1, 1, 6)).sum(), x)
+    torch.testing.assert_close(g, g_manual)
