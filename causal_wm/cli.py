@@ -344,6 +344,9 @@ def cmd_evaluate(args) -> int:
             err, static = result["rollout_position_error"][str(h)], result["rollout_position_error_static"][str(h)]
             line += f"  position error {err:.2f} (no motion: {static:.2f}) arena units"
         print(line)
+    if "readout_position_error" in result:
+        err = result["readout_position_error"]
+        print(f"  0 steps: position error {err:.2f} arena units (the readout of the encoded start)")
     by_contacts = result.get("hits_at_1_by_contact_onsets", {}).get(str(horizons[-1]))
     if by_contacts:
         groups = "  ".join(f"{r['onsets']}: {r['hits_at_1']:.3f} ({r['episodes']})" for r in by_contacts)

@@ -190,7 +190,7 @@ def evaluate(
         if enc_masks is not None and data.masks is not None:
             result.update(_matched_probe(z0, enc_masks, data, t0, half, px))
     if model.reads_positions and (not c.keypoints or (enc_masks is not None and data.masks is not None)):
-        result.update(_rollout_position_errors(model, preds, data, t0, enc_masks, px))
+        result.update(_rollout_position_errors(model, preds, data, t0, enc_masks, px, z0))
     result["scene_stats"] = data.info.stats
     if graphs is not None:
         result["graph_context"] = c.graph_context
@@ -201,12 +201,16 @@ def evaluate(
 
 
 @torch.no_grad()
-def _rollout_position_errors(model, preds: dict, data: EpisodeArrays, t0: int, enc_masks, px: float) -> dict:
+def _rollout_position_errors(
+    model, preds: dict, data: EpisodeArrays, t0: int, enc_masks, px: float, z0: torch.Tensor | None = None
+) -> dict:
     """Where the imagined objects are, against where the simulator puts them: per horizon, the mean over episodes of
     the mean Euclidean error over each episode's objects (arena units and pixels), read out of the imagined slots by
     the model's own readout (the state decoder's positions, or keypoint centroids; keypoint slots are matched to
     objects by mask overlap at the rollout's start, and objects without a slot are left out). Beside it, the error
-    of predicting no motion (the start positions), a scale for how far the objects moved.
+    of predicting no motion (the start positions), a scale for how far the objects moved. With the encoded start
+    ``z0``, ``readout_position_error`` is the same error of the readout before any step: the floor that the
+    encoder and readout set for every horizon.
 
     Hits@1 only asks that the prediction be nearer its own target than any other episode's; per-episode static
     features can meet that while the imagined objects are far from the true ones, which this error shows."""
@@ -228,6 +232,8 @@ def _rollout_position_errors(model, preds: dict, data: EpisodeArrays, t0: int, e
         return float(per_episode[ok.any(1)].mean())
 
     out = {"rollout_position_error": {}, "rollout_position_error_px": {}, "rollout_position_error_static": {}}
+    if z0 is not None:
+        out["readout_position_error"] = mean_error(model.positions(z0).numpy()[rows, np.maximum(slot_of, 0)], start)
     for h, chunks in preds.items():
         pos = model.positions(torch.cat(chunks)).numpy()[rows, np.maximum(slot_of, 0)]  # (E, N, 2) in object order
         true = data.states[:, t0 + h, :n_max, :2]

@@ -502,6 +502,8 @@ def test_cli_contact_channel_trains_evaluates_and_probes(tiny, tmp_path, capsys)
         contact = model.contact(model.decoder(z), state_scale=model.encoder.std[:4])  # arena units and seconds
         assert torch.allclose(out.delta, gated.delta + contact, atol=1e-6)
     assert main(["evaluate", str(run), "--data", str(tiny / "states.h5"), "--horizons", "1,2"]) == 0
+    assert "0 steps: position error" in capsys.readouterr().out
+    assert json.loads((run / "eval.json").read_text())["readout_position_error"] >= 0
     assert main(["probe", str(run), "--data", str(tiny / "states.h5"), "--baselines", "none", "--quiet"]) == 0
     assert set(json.loads((run / "probe.json").read_text())["methods"]) >= {"gates", "jacobian"}
     with pytest.raises(ValueError, match="needs the state encoder and decoder"):
@@ -654,8 +656,13 @@ def test_rollout_position_error_against_hand_worked_rollouts(tiny):
 
     exact = _rollout_position_errors(ReadsXY, rollout(0.0, lambda h: h), data, 0, None, px=2.0)
     assert exact["rollout_position_error"] == {"1": 0.0, "3": 0.0}
-    shifted = _rollout_position_errors(ReadsXY, rollout(np.float32([3, 4]), lambda h: h), data, 0, None, px=2.0)
+    assert "readout_position_error" not in exact  # no encoded start given
+    start = torch.from_numpy(data.states[:, 0, :n, :2] + np.float32([3, 4]))
+    shifted = _rollout_position_errors(
+        ReadsXY, rollout(np.float32([3, 4]), lambda h: h), data, 0, None, px=2.0, z0=start
+    )
     assert shifted["rollout_position_error"] == pytest.approx({"1": 5.0, "3": 5.0})
+    assert shifted["readout_position_error"] == pytest.approx(5.0)
     assert shifted["rollout_position_error_px"] == pytest.approx({"1": 10.0, "3": 10.0})
     frozen = _rollout_position_errors(ReadsXY, rollout(0.0, lambda h: 0), data, 0, None, px=2.0)
     assert frozen["rollout_position_error"] == pytest.approx(frozen["rollout_position_error_static"])
