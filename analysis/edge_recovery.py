@@ -50,13 +50,18 @@ def probe_run(run: Path, data: str, baselines: str, time_stride: int | None) -> 
 
 
 def summarise(results: list[dict]) -> dict:
-    """Mean and 95% CI over runs of every method's metrics against adjacency (and influence where present)."""
+    """Mean and 95% CI over runs of every method's metrics against adjacency (and influence where present).
+
+    A method that only some runs' probe.json holds (e.g. one probed with ``--methods gates,message_norms``) is
+    summarised over those runs; its row's ``runs`` says how many."""
     table: dict = {"methods": {}, "baselines": {}, "runs": [r["run"] for r in results]}
-    for method in results[0]["methods"]:
-        row = {}
+    methods = list(dict.fromkeys(m for r in results for m in r["methods"]))  # every method, in first-seen order
+    for method in methods:
+        having = [r for r in results if method in r["methods"]]
+        row = {"runs": len(having)}
         for truth in ("adjacency", "influence"):
             for key in KEYS:
-                values = [r["methods"][method].get(truth, {}).get(key) for r in results]
+                values = [r["methods"][method].get(truth, {}).get(key) for r in having]
                 values = [v for v in values if v is not None and np.isfinite(v)]
                 if values:
                     mean, lo, hi = metrics.mean_ci(values)
@@ -102,7 +107,12 @@ def markdown(table: dict, title: str) -> str:
 
     lines = [f"### {title}", "", f"runs: {', '.join(table['runs'])}", ""]
     lines += ["| method | AUROC | AP | SHD | F1 | AUROC vs influence |", "|---|---|---|---|---|---|"]
-    rows = list(table["methods"].items()) + [(f"{k} (baseline)", v) for k, v in table["baselines"].items()]
+    total = len(table["runs"])
+    rows = [
+        (name if row.get("runs", total) == total else f"{name} ({row['runs']} of {total} runs)", row)
+        for name, row in table["methods"].items()
+    ]
+    rows += [(f"{k} (baseline)", v) for k, v in table["baselines"].items()]
     for name, row in rows:
         keys = ("adjacency_auroc", "adjacency_ap", "adjacency_shd", "adjacency_f1", "influence_auroc")
         lines.append(f"| {name} | " + " | ".join(cell(row, k) for k in keys) + " |")

@@ -114,6 +114,27 @@ def test_supervised_transition_smoke_scores_every_variant(tmp_path):
     assert bad.returncode == 2 and "nope" in bad.stderr
 
 
+def test_edge_recovery_summarises_methods_that_only_some_runs_probed():
+    sys.path.insert(0, str(ROOT / "analysis"))
+    from edge_recovery import markdown, summarise
+
+    def result(run, methods):
+        return {
+            "run": run, "best_method": "gates", "matching": "identity",
+            "methods": {m: {"adjacency": {"auroc": v, "shd": 1.0}} for m, v in methods.items()},
+        }  # fmt: skip
+
+    two = {"gates": 1.0, "message_norms": 0.9}
+    table = summarise([result("a", {**two, "jacobian": 0.7}), result("b", two), result("c", {"gates": 0.8})])
+    assert list(table["methods"]) == ["gates", "message_norms", "jacobian"]
+    assert table["methods"]["gates"]["runs"] == 3 and table["methods"]["jacobian"]["runs"] == 1
+    assert table["methods"]["gates"]["adjacency_auroc"]["mean"] == pytest.approx(2.8 / 3)
+    assert table["methods"]["message_norms"]["adjacency_auroc"]["n"] == 2
+    text = markdown(table, "mixed")
+    assert "| gates | 0.933 ± " in text and "| jacobian (1 of 3 runs) | 0.700 |" in text
+    assert "| message_norms (2 of 3 runs) | 0.900 ± 0.000 |" in text
+
+
 def test_nri_springs_file_is_state_only_and_physical(tmp_path):
     sys.path.insert(0, str(ROOT / "analysis"))
     from nri_springs import simulate

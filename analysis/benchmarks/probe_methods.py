@@ -30,7 +30,7 @@ from hardware import describe
 from causal_wm.model import ModelConfig, WorldModel
 from causal_wm.probe import METHODS, ProbeConfig, extract
 from causal_wm.runtime import keep_freed_memory
-from causal_wm.train import EpisodeArrays
+from causal_wm.train import EpisodeArrays, type_encoding
 
 MODELS = [
     dict(hidden=256),
@@ -52,7 +52,9 @@ def build(data: EpisodeArrays, **options) -> WorldModel:
     torch.manual_seed(0)
     states = torch.from_numpy(data.states).flatten(0, 2)
     states = states[states.abs().sum(-1) > 0]  # real objects only
-    cfg = ModelConfig(encoder="state", num_slots=data.states.shape[2], decoder=True, **options)
+    cfg = ModelConfig(
+        encoder="state", num_slots=data.states.shape[2], decoder=True, **type_encoding(data), **options
+    )  # the type one-hot as `causal-wm train` derives it, so slots have the trained models' size
     model = WorldModel(cfg, feature_mean=states.mean(0), feature_std=states.std(0).clamp(min=1e-3))
     model.arena_size = 100.0
     return model.eval()
@@ -87,6 +89,7 @@ def main() -> None:
         data = EpisodeArrays(str(path), images=False, episodes=slice(0, episodes))
         episodes = data.num_episodes
         print(f"{episodes} episodes of {data.steps} frames from {path if args.data else 'a generated springs file'}")
+        print(f"slots: {type_encoding(data)['num_types']} type dimensions + 8 learned (as causal-wm train makes them)")
         rows = []
         for options in models:
             name, model = label(options), build(data, **options)
@@ -94,7 +97,10 @@ def main() -> None:
                 start = time.perf_counter()
                 extract(model, data, ProbeConfig(methods=(method,)))
                 seconds = time.perf_counter() - start
-                rows.append(dict(model=name, hidden=options["hidden"], method=method, seconds=seconds))
+                rows.append(
+                    dict(model=name, hidden=options["hidden"], slot_size=model.config.latent_dim, method=method,
+                         seconds=seconds)
+                )  # fmt: skip
     print(f"{'model':38} {'method':20} {'seconds':>8} {'per 1,000 episodes':>19}")
     for r in rows:
         r["seconds_per_1000_episodes"] = r["seconds"] * 1000 / episodes
