@@ -26,14 +26,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
-
-def closest_approach(d: np.ndarray, u: np.ndarray, lookahead: float) -> np.ndarray:
-    """min over t in [0, lookahead] of |d + t u| for relative positions ``d`` and velocities ``u`` (..., 2)."""
-    if lookahead == 0:
-        return np.linalg.norm(d, axis=-1)
-    t = np.clip(-(d * u).sum(-1) / np.maximum((u * u).sum(-1), 1e-12), 0.0, lookahead)
-    return np.linalg.norm(d + t[..., None] * u, axis=-1)
+from causal_wm.transition import closest_approach
 
 
 def table(path: str, episodes: int, ranges: list[float], lookaheads: list[float]) -> list[dict]:
@@ -49,11 +44,12 @@ def table(path: str, episodes: int, ranges: list[float], lookaheads: list[float]
     pair = (real[:, :, None] & real[:, None, :] & ~np.eye(n, dtype=bool))[:, None]  # (E, 1, N, N)
     onset = contacts[:, 1:] & ~contacts[:, :-1] & pair  # begins touching during step t -> t + 1
     apart = ~contacts[:, 1:] & ~contacts[:, :-1] & pair
-    d = states[:, :-1, :, None, :2] - states[:, :-1, None, :, :2]  # p_i - p_j at t, (E, T-1, N, N, 2)
-    u = states[:, :-1, :, None, 2:4] - states[:, :-1, None, :, 2:4]
+    s = torch.from_numpy(states[:, :-1])
+    d = s[:, :, :, None, :2] - s[:, :, None, :, :2]  # p_i - p_j at t, (E, T-1, N, N, 2)
+    u = s[:, :, :, None, 2:4] - s[:, :, None, :, 2:4]
     rows = []
     for lookahead in lookaheads:
-        dist = closest_approach(d, u, lookahead)
+        dist = closest_approach(d, u, lookahead).squeeze(-1).numpy()  # the model's own range distance
         for r in ranges:
             near = dist < r
             rows.append(

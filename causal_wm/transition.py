@@ -665,6 +665,16 @@ class TransitionGNN(MessagePassing):
             )
 
 
+def closest_approach(d: Tensor, u: Tensor, lookahead: float) -> Tensor:
+    """(..., 1) min over t in [0, lookahead] of |d + t u| for relative positions ``d`` and velocities ``u`` (..., 2):
+    t* = clamp(-d·u / |u|², 0, lookahead); the present |d| for lookahead 0. Used by `ContactMessages`' range and by
+    analysis/contact_range.py, which chooses it."""
+    if lookahead > 0:
+        t = (-(d * u).sum(-1, keepdim=True) / (u.pow(2).sum(-1, keepdim=True) + 1e-12)).clamp(0.0, lookahead)
+        d = d + t * u
+    return (d.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+
+
 class ContactMessages(nn.Module):
     """Ungated messages between every pair of objects from their relative geometry alone: contact forces.
 
@@ -756,16 +766,10 @@ class ContactMessages(nn.Module):
 
     def approach(self, d: Tensor, u: Tensor, state_scale: Tensor | None = None) -> Tensor:
         """(..., 1) distance of pairs with relative position ``d`` and velocity ``u`` (..., 2) that the range applies
-        to, in the units of ``state_scale``: the present |d|, or with a lookahead T the closest approach
-        min over t in [0, T] of |d + t u| (t* = clamp(-d·u / |u|², 0, T))."""
+        to, in the units of ``state_scale``: `closest_approach` within ``contact_lookahead``."""
         if state_scale is not None:
             d, u = d * state_scale[:2], u * state_scale[2:]
-        if self.contact_lookahead > 0:
-            t = (-(d * u).sum(-1, keepdim=True) / (u.pow(2).sum(-1, keepdim=True) + 1e-12)).clamp(
-                0.0, self.contact_lookahead
-            )
-            d = d + t * u
-        return (d.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+        return closest_approach(d, u, self.contact_lookahead)
 
     def sender_jacobians(
         self, states: Tensor, slot_mask: Tensor | None = None, state_scale: Tensor | None = None
