@@ -5,8 +5,8 @@
     python analysis/benchmarks/probe_methods.py --smoke                   # seconds
 
 The probe's arithmetic depends on the model's shape, not on its training, so each model is built fresh under a
-fixed seed. Trained models of the same shape ran about 1.6 times slower in the same setting, which we have not
-explained (README), so read the table as a lower bound. Models: the state
+fixed seed. A trained model and a fresh one of the same config took the same time within 8% (README), so the table
+stands for trained runs. Models: the state
 encoder at the default width (`--hidden 256`), at `--hidden 512` (the 2,500- and 7,500-step recipes of the README),
 and at 512 with the contact channel (`--contact-channel --contact-range 16 --contact-lookahead 0.1`). Each method
 runs `causal_wm.probe.extract` with the probe's defaults (every 5th step, 3 imagined steps, batches of 16 episodes)
