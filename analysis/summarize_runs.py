@@ -36,13 +36,14 @@ def fmt(values: list[float]) -> str:
 def table(groups: dict[str, list[dict]]) -> str:
     horizons = sorted({h for evals in groups.values() for e in evals for h in e["hits_at_1"]}, key=int)
     head = ["runs", "seeds", *[f"Hits@1 {h}" for h in horizons], *[f"MRR {h}" for h in horizons], "FG-ARI"]
+    head += ["FG-ARI (decoder)"]
     head += ["probe px", "matched probe px"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, evals in sorted(groups.items()):
         row = [name, str(len(evals))]
         row += [fmt([e["hits_at_1"][h] for e in evals]) for h in horizons]
         row += [fmt([e["mrr"][h] for e in evals]) for h in horizons]
-        for key in ("fg_ari", "probe_position_error_px", "probe_matched_error_px"):
+        for key in ("fg_ari", "fg_ari_decoder", "probe_position_error_px", "probe_matched_error_px"):
             row.append(fmt([e[key] for e in evals]) if all(key in e for e in evals) else "–")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -351,7 +351,7 @@ def cmd_evaluate(args) -> int:
     if by_contacts:
         groups = "  ".join(f"{r['onsets']}: {r['hits_at_1']:.3f} ({r['episodes']})" for r in by_contacts)
         print(f"{horizons[-1]:>3} steps, Hits@1 by contacts begun in the rollout (episodes): {groups}")
-    for key in ("fg_ari", "probe_position_error_px", "probe_matched_error_px"):
+    for key in ("fg_ari", "fg_ari_decoder", "probe_position_error_px", "probe_matched_error_px"):
         if key in result:
             print(f"{key}: {result[key]:.4f}")
     print(f"wrote {path}")
@@ -648,7 +648,7 @@ def cmd_quickstart(args) -> int:
     print(f"  {'horizon':>8} {'Hits@1':>8} {'MRR':>8}")
     for h, hits in result["hits_at_1"].items():
         print(f"  {h + ' steps':>8} {hits:>8.3f} {result['mrr'][h]:>8.3f}")
-    for key in ("fg_ari", "probe_position_error_px", "probe_matched_error_px"):
+    for key in ("fg_ari", "fg_ari_decoder", "probe_position_error_px", "probe_matched_error_px"):
         if key in result:
             print(f"  {key}: {result[key]:.3f}")
     print(format_probe(probed))

@@ -91,6 +91,28 @@ def infer_graphs(model, data: EpisodeArrays, batch: int = 256) -> torch.Tensor |
     return torch.cat(out)
 
 
+@torch.no_grad()
+def decoder_fg_ari(model, slots: torch.Tensor, object_ids: np.ndarray, batch: int = 32) -> float:
+    """FG-ARI of the decoder's masks of ``slots`` (E, K, D) against the simulator's ``object_ids`` (E, H, W).
+
+    Slot Attention (Locatello et al. 2020) and SAVi score the decoder's alpha masks at full resolution, not the
+    attention masks, which live on the coarser feature grid; `evaluate` reports both (``fg_ari`` is the encoder's
+    masks). Decoded in chunks of ``batch`` samples: K full-resolution maps per sample are large."""
+    if model.decoder is None or not model.config.uses_images:
+        raise ValueError("decoder FG-ARI needs an image model with a frame decoder")
+    if len(slots) != len(object_ids):
+        raise ValueError(f"{len(slots)} slot sets but {len(object_ids)} mask frames")
+    per = []
+    for a in range(0, len(slots), batch):
+        masks = model.decode(slots[a : a + batch]).masks  # (b, K, H, W)
+        if masks.shape[-2:] != object_ids.shape[-2:]:
+            masks = F.interpolate(masks, size=object_ids.shape[-2:], mode="bilinear", align_corners=False)
+        true = torch.from_numpy(np.asarray(object_ids[a : a + batch])).long()
+        per.append(metrics.fg_ari(true, masks, per_sample=True))
+    per = np.concatenate(per)
+    return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
+
+
 def _slots_of_objects(slot_masks: torch.Tensor, object_ids: np.ndarray, counts) -> list[np.ndarray]:
     """Per episode, the slot of each of its objects (-1 for none), matched by the overlap of the encoder's slot masks
     ``slot_masks`` (B, K, h, w), upsampled, with the simulator's ``object_ids`` (B, H, W) of one frame."""
@@ -177,6 +199,8 @@ def evaluate(
         true = torch.from_numpy(data.masks[:, t0]).long()  # (E, H, W)
         up = F.interpolate(enc_masks, size=true.shape[-2:], mode="nearest")  # (E, K, H, W)
         result["fg_ari"] = metrics.fg_ari(true, up)
+    if model.decoder is not None and c.uses_images and data.masks is not None:
+        result["fg_ari_decoder"] = decoder_fg_ari(model, z0, data.masks[:, t0])
     # Linear probe: all slots -> all object positions, fitted on the first half of the episodes.
     px = data.info.image_size / data.arena if data.info.image_size else 1.0  # pixels per arena unit
     half = data.num_episodes // 2

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from causal_wm.cli import main
 from causal_wm.config import GenerateConfig
@@ -16,7 +17,7 @@ from causal_wm.generate import generate
 from causal_wm.losses import contrastive_loss, energy
 from causal_wm.model import ModelConfig, WorldModel
 from causal_wm.probe import ACTION_READOUTS
-from causal_wm.train import TrainConfig, TrainError, huber, load_run, resolve_device, train
+from causal_wm.train import EpisodeArrays, TrainConfig, TrainError, huber, load_run, resolve_device, train
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +239,7 @@ def test_evaluate(tiny, tmp_path):
     assert set(result["hits_at_1"]) == {"1", "5"} and result["episodes"] == 8
     assert all(0 <= v <= 1 for v in [*result["hits_at_1"].values(), *result["mrr"].values()])
     assert -1 <= result["fg_ari"] <= 1 and result["probe_position_error_px"] >= 0
+    assert "fg_ari_decoder" not in result  # no frame decoder
     for h in ("1", "5"):  # the contact groups partition the episodes and average to the overall Hits@1
         rows = result["hits_at_1_by_contact_onsets"][h]
         assert sum(r["episodes"] for r in rows) == 8
@@ -246,6 +248,49 @@ def test_evaluate(tiny, tmp_path):
         evaluate(tmp_path / "run", str(tiny / "test.h5"), horizons=(20,))
     with pytest.raises(TrainError, match="state-only"):
         evaluate(tmp_path / "run", str(tiny / "states.h5"), horizons=(1,))
+
+
+def test_decoder_fg_ari_scores_the_decoded_masks_at_full_resolution(tiny, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from causal_wm.evaluate import decoder_fg_ari
+
+    model_cfg = {"slot_dim": 4, "hidden": 16, "encoder_hidden": 8, "decoder": True}
+    train(cfg(tiny, "slots", model=model_cfg), tmp_path / "run", progress=False)
+    model = load_run(tmp_path / "run")
+    data = EpisodeArrays(str(tiny / "test.h5"), images=True)
+    ids = data.masks[:, 3]  # (E, H, W), 0 = background
+    k = model.config.num_slots
+    slots = torch.randn(len(ids), k, model.config.latent_dim)
+    real = decoder_fg_ari(model, slots, ids)
+    assert -1.0 <= real <= 1.0 and decoder_fg_ari(model, slots, ids, batch=3) == pytest.approx(real)
+
+    def decoded(masks):  # the decoder returns these masks, chunk by chunk, whatever the slots
+        done = [0]
+
+        def decode(z, slot_mask=None):
+            done[0] += len(z)
+            return SimpleNamespace(masks=masks[done[0] - len(z) : done[0]])
+
+        return decode
+
+    onehot = F.one_hot(torch.from_numpy(ids).long(), k + 1).permute(0, 3, 1, 2).float()  # object n in map n
+    monkeypatch.setattr(model, "decode", decoded(onehot[:, torch.randperm(k + 1)]))  # any slot order
+    assert decoder_fg_ari(model, slots, ids) == pytest.approx(1.0)
+    monkeypatch.setattr(model, "decode", decoded(onehot))
+    assert decoder_fg_ari(model, slots, ids, batch=3) == pytest.approx(1.0)  # chunks are scored in order
+    small = F.interpolate(onehot, scale_factor=0.5, mode="nearest")  # coarser masks are upsampled to the frame
+    monkeypatch.setattr(model, "decode", decoded(small))
+    assert 0.5 < decoder_fg_ari(model, slots, ids) <= 1.0
+    one = torch.zeros_like(onehot)
+    one[:, 0] = 1.0  # every pixel in one slot: FG-ARI 0 wherever there are two or more objects
+    monkeypatch.setattr(model, "decode", decoded(one))
+    assert decoder_fg_ari(model, slots, ids) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="2 slot sets but 8 mask frames"):
+        decoder_fg_ari(model, slots[:2], ids)
+    train(cfg(tiny, "cnn"), tmp_path / "plain", progress=False)
+    with pytest.raises(ValueError, match="needs an image model with a frame decoder"):
+        decoder_fg_ari(load_run(tmp_path / "plain"), slots, ids)
 
 
 def test_contact_onsets_and_hits_by_contacts_hand_case():
@@ -369,6 +414,7 @@ def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, 
     assert main(["evaluate", str(run), "--data", str(tiny / "test.h5"), "--horizons", "1,2"]) == 0
     evaluated = json.loads((run / "eval.json").read_text())
     assert 0.0 <= evaluated["fg_ari"] <= 1.0 and evaluated["probe_matched_error_px"] >= 0
+    assert -1.0 <= evaluated["fg_ari_decoder"] <= 1.0  # the keypoint decoder's disc opacities
     assert set(evaluated["rollout_position_error"]) == {"1", "2"}  # keypoint centroids of the imagined slots
     assert all(v >= 0 for v in evaluated["rollout_position_error_static"].values())
     examples = np.load(run / "examples.npz")  # imagined keypoints, in object order, in arena units
