@@ -29,23 +29,27 @@ from causal_wm.config import stem_path, write_json, write_text  # noqa: E402
 KEYS = ("auroc", "ap", "shd", "f1")
 
 
-def probe_run(run: Path, data: str, baselines: str, time_stride: int | None) -> dict:
+def probe_run(run: Path, data: str, baselines: str, time_stride: int | None, graph_from: str = "window") -> dict:
     """probe.json of ``run`` on ``data``, reusing an existing one made on the same file with the requested
     baselines (a probe.json without them, or without one of the action-node readouts, is redone, so that no requested
-    row silently goes missing)."""
+    row silently goes missing). ``graph_from="episode"`` (runs with a graph context: the graph read from whole
+    episodes) reads and writes probe_episode.json instead, so that the default probe.json is kept."""
     from causal_wm.probe import ACTION_READOUTS, ProbeConfig, probe, write_probe
 
-    path = run / "probe.json"
+    name = "probe" if graph_from == "window" else f"probe_{graph_from}"
+    path = run / f"{name}.json"
     names = [] if baselines == "none" else baselines.split(",")
     if path.exists():
         saved = json.loads(path.read_text())
         same_data = Path(saved.get("data", "")).resolve() == Path(data).resolve()
+        same_graph = saved.get("config", {}).get("graph_from", "window") == graph_from
         readouts = set(saved.get("action_accuracy", ACTION_READOUTS))
-        if same_data and set(names) <= set(saved.get("baselines", {})) and readouts == set(ACTION_READOUTS):
+        fresh = same_data and same_graph and readouts == set(ACTION_READOUTS)
+        if fresh and set(names) <= set(saved.get("baselines", {})):
             return saved
-    cfg = ProbeConfig() if time_stride is None else ProbeConfig(time_stride=time_stride)
-    result, arrays = probe(run, data, cfg, baselines=names)
-    write_probe(run, result, arrays, overwrite=True)
+    fields = {"graph_from": graph_from} | ({} if time_stride is None else {"time_stride": time_stride})
+    result, arrays = probe(run, data, ProbeConfig(**fields), baselines=names)
+    write_probe(run, result, arrays, overwrite=True, name=name)
     return result
 
 
@@ -152,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="output stem: writes OUT.json and OUT.md")
     p.add_argument("--baselines", default="regression,granger,pc", help="baselines in the table ('none' for none)")
     p.add_argument("--time-stride", type=int, help="probe every n-th step (default: ProbeConfig's)")
+    p.add_argument(
+        "--graph-from",
+        default="window",
+        choices=["window", "episode"],
+        help="runs with a graph context: read each probed step's graph from the W observations up to it (window) "
+        "or once from the whole episode (episode; cached as RUN/probe_episode.json)",
+    )
     p.add_argument("--title", help="table title (default: the data file's name)")
     p.add_argument("--smoke", action="store_true", help="tiny end-to-end run in a temporary directory")
     args = p.parse_args(argv)
@@ -169,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, run in enumerate(args.runs):
         print(f"probing {run} on {args.data}", flush=True)
         # the baselines depend on the data only: run them with the first run's probe, not once per seed
-        results.append(probe_run(run, args.data, args.baselines if i == 0 else "none", args.time_stride))
+        results.append(
+            probe_run(run, args.data, args.baselines if i == 0 else "none", args.time_stride, args.graph_from)
+        )
     table = summarise(results)
     table["data"] = args.data
     write_json(stem_path(args.out, ".json"), table)

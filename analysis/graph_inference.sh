@@ -4,6 +4,8 @@
 #
 #   bash analysis/graph_inference.sh            # SCENES="nri5 springs5" SEEDS="0 1 2" STEPS=5000 by default
 #   RECON_WEIGHT=10 bash analysis/graph_inference.sh   # the decoder's losses 10x: runs and tables named *_gc_dec10
+#   CONTEXT=25 RECON_WEIGHT=10 GRAPH_FROM=episode SCENES=nri5 bash analysis/graph_inference.sh
+#       # a 25-observation context (runs *_gc25_dec10), probed on graphs read from whole episodes (tables *_episode)
 #   bash analysis/graph_inference.sh --smoke    # a tiny end-to-end run in a temporary directory (seconds)
 #   bash analysis/graph_inference.sh --help
 #
@@ -19,19 +21,24 @@ STEPS=${STEPS:-5000}
 SEEDS=${SEEDS:-0 1 2}
 SCENES=${SCENES:-nri5 springs5}
 RECON_WEIGHT=${RECON_WEIGHT:-1}
+CONTEXT=${CONTEXT:-10}
+GRAPH_FROM=${GRAPH_FROM:-window}
 TAG=_gc
-[ "$RECON_WEIGHT" = 1 ] || TAG=_gc_dec$RECON_WEIGHT
+[ "$CONTEXT" = 10 ] || TAG=_gc$CONTEXT
+[ "$RECON_WEIGHT" = 1 ] || TAG=${TAG}_dec$RECON_WEIGHT
+PROBED=
+[ "$GRAPH_FROM" = window ] || PROBED=_$GRAPH_FROM
 DATA=data RUNS=runs RESULTS=results
 EXTRA=()
 case "${1:-}" in
-  --help|-h) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --help|-h) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --smoke)
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/graph_inference_smoke_XXXX")
     DATA=$tmp RUNS=$tmp RESULTS=$tmp STEPS=3 SEEDS="0 1" SCENES=nri5
     python analysis/nri_springs.py --smoke --seed 0 --out "$DATA/nri5_train.h5" > /dev/null
     python analysis/nri_springs.py --smoke --seed 1 --out "$DATA/nri5_test.h5" > /dev/null
     EXTRA=(--batch-size 4 --rollout-steps 2 --slot-dim 4 --hidden 16 --graph-context 3) ;;
-  "") EXTRA=(--graph-context 10) ;;
+  "") EXTRA=(--graph-context "$CONTEXT") ;;
   *) echo "graph_inference.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
 for scene in $SCENES; do
@@ -52,5 +59,6 @@ for scene in $SCENES; do
       --recon-weight "$RECON_WEIGHT" --negatives both --seed "$seed" "${EXTRA[@]}"
   done
   python analysis/edge_recovery.py --runs "${runs[@]}" --data "$DATA/${scene}_test.h5" \
-    --out "$RESULTS/edge_recovery_${scene}${TAG}" --baselines none --title "${scene}, graph context"
+    --out "$RESULTS/edge_recovery_${scene}${TAG}${PROBED}" --baselines none --graph-from "$GRAPH_FROM" \
+    --title "${scene}, graph context"
 done

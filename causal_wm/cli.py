@@ -383,6 +383,13 @@ def _add_probe(sub) -> None:
     p.add_argument("--time-stride", type=int, default=None, help="probe every n-th step (default 5)")
     p.add_argument("--horizon", type=int, default=None, help="imagined steps of the latent interventions (default 3)")
     p.add_argument(
+        "--graph-from",
+        default=None,
+        choices=["window", "episode"],
+        help="runs with --graph-context: infer each probed step's graph from the W observations up to it (window, "
+        "the default, as in a rollout) or once from the whole episode (episode, as NRI's encoder reads it)",
+    )
+    p.add_argument(
         "--train-data", type=Path, help="episodes for choosing thresholds (default: the run's training file)"
     )
     p.add_argument("--episodes", type=int, help="probe only the first N episodes")
@@ -403,7 +410,12 @@ def cmd_probe(args) -> int:
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise CLIError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} or none")
-    fields = {"time_stride": args.time_stride, "horizon": args.horizon, "matching": args.matching}
+    fields = {
+        "time_stride": args.time_stride,
+        "horizon": args.horizon,
+        "matching": args.matching,
+        "graph_from": args.graph_from,
+    }
     cfg = ProbeConfig(
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
         **{k: v for k, v in fields.items() if v is not None},

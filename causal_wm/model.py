@@ -302,13 +302,18 @@ class WorldModel(nn.Module):
         ``graph_context`` the W - 1 observations before it from which it infers its graph."""
         return (self.config.history - 1 if self.config.uses_images else 0) + self.context_steps
 
-    def infer_graph(self, context: Tensor, slot_mask: Tensor | None = None) -> Tensor | None:
+    def infer_graph(self, context: Tensor, slot_mask: Tensor | None = None, *, exact: bool = True) -> Tensor | None:
         """The episode-level gates (B, K, K) from slots ``context`` (B, W, K, D) ending at the rollout's first step;
-        None for a model without ``graph_context`` (its gates come from the current pair of slots)."""
+        None for a model without ``graph_context`` (its gates come from the current pair of slots).
+
+        ``exact=False`` also accepts a context longer than the W observations the model was trained on (a whole
+        episode, for the probe): the edge encoder averages its pair features over time, so more observations give a
+        lower-variance reading of the same statistics. Shorter contexts are refused either way."""
         if self.graph_inference is None:
             return None
-        if context.shape[1] != self.config.graph_context:
-            raise ValueError(f"the graph context must hold {self.config.graph_context} steps, got {context.shape[1]}")
+        w, need = context.shape[1], self.config.graph_context
+        if w != need and (exact or w < need):
+            raise ValueError(f"the graph context must hold {'' if exact else 'at least '}{need} steps, got {w}")
         return self.graph_inference(context, slot_mask)
 
     def transition(

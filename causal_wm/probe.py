@@ -48,6 +48,7 @@ ACTION_READOUTS = ("gates", "message_norms", "intervention", "intervention_direc
 change when the push is replaced by a no-op, and that change summed over every direction of a push at the same place
 (a push against a wall or another object barely moves its object in one direction, but not in all)."""
 MATCHINGS = ("auto", "identity", "masks", "trajectory")
+GRAPH_FROM = ("window", "episode")
 
 
 class ProbeError(CausalWMError):
@@ -79,6 +80,10 @@ class ProbeConfig:
     """Episodes per forward batch (small batches are faster on CPU: the latent interventions multiply it by 1 + 2K)."""
     seed: int = 0
     """Seed of the latent-intervention directions."""
+    graph_from: str = "window"
+    """Models with ``graph_context`` only: where each probed step's inferred graph is read from. ``window``: the W
+    observations up to that step, as in a rollout; ``episode``: every observation of the episode, read once (the
+    edge encoder's time average over the whole trajectory, as NRI's encoder reads it)."""
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -86,6 +91,8 @@ class ProbeConfig:
             raise ProbeError(f"unknown probe method(s) {unknown}; choose from {', '.join(METHODS)}")
         if self.matching not in MATCHINGS:
             raise ProbeError(f"matching must be one of {', '.join(MATCHINGS)}, got {self.matching!r}")
+        if self.graph_from not in GRAPH_FROM:
+            raise ProbeError(f"graph_from must be one of {', '.join(GRAPH_FROM)}, got {self.graph_from!r}")
         if min(self.time_stride, self.horizon, self.batch, self.threshold_episodes) < 1 or self.perturb_scale <= 0:
             raise ProbeError("time_stride, horizon, batch and threshold_episodes must be >= 1, perturb_scale > 0")
 
@@ -364,13 +371,18 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
 
     for a in tqdm(range(0, e_all, cfg.batch), disable=not progress, desc="probe"):
         e = np.arange(a, min(a + cfg.batch, e_all))
+        whole = ctx and cfg.graph_from == "episode"
         if ctx:
-            z_full, masks = _encode_times(model, data, e, np.arange(history - 1, times[-1] + 1))  # every step
+            last = data.steps - 1 if whole else times[-1]
+            z_full, masks = _encode_times(model, data, e, np.arange(history - 1, last + 1))  # every step
             z_all = z_full[:, times - history + 1]  # (B, L, K, D)
             masks = None if masks is None else masks[:, times - history + 1]
         else:
             z_all, masks = _encode_times(model, data, e, times)  # (B, L, K, D)
         slot_mask = slot_mask_for(torch.from_numpy(data.num_objects[e]), k, c.encoder)
+        if whole:
+            with torch.no_grad():
+                episode_gates = model.infer_graph(z_full, slot_mask, exact=False)
         if scale is None:  # one perturbation size for the whole probe, from the first batch's slots
             flat = z_all.flatten(0, 1)[slot_mask.repeat_interleave(len(times), 0)] if slot_mask is not None else None
             flat = z_all.flatten(0, 2) if flat is None else flat
@@ -381,7 +393,9 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
             pos = torch.from_numpy(data.states[e[:, None], t + np.arange(h)[None], :, :2]) / model.arena_size
             pos = pos if c.action_node else None
             edge_gates = None
-            if ctx:
+            if whole:
+                edge_gates = episode_gates
+            elif ctx:
                 now = t - history + 1  # index of t in z_full
                 with torch.no_grad():
                     edge_gates = model.infer_graph(z_full[:, now - ctx : now + 1], slot_mask)
@@ -659,15 +673,23 @@ def probe(
     return result, arrays
 
 
-def write_probe(run: str | os.PathLike, result: dict, arrays: dict[str, np.ndarray], *, overwrite: bool = False):
-    """Write probe.json and probe_scores.npz atomically; refuse to replace them without ``overwrite``."""
+def write_probe(
+    run: str | os.PathLike,
+    result: dict,
+    arrays: dict[str, np.ndarray],
+    *,
+    overwrite: bool = False,
+    name: str = "probe",
+):
+    """Write NAME.json and NAME_scores.npz (probe.json and probe_scores.npz by default) atomically; refuse to
+    replace them without ``overwrite``."""
     run = Path(run)
-    paths = run / "probe.json", run / "probe_scores.npz"
+    paths = run / f"{name}.json", run / f"{name}_scores.npz"
     if not overwrite:
         for p in paths:
             if p.exists():
                 raise ProbeError(f"{p} exists; pass --overwrite to replace it")
-    tmp_npz = run / ".probe_scores.tmp.npz"
+    tmp_npz = run / f".{name}_scores.tmp.npz"
     np.savez_compressed(tmp_npz, **arrays)
     os.replace(tmp_npz, paths[1])
     write_json(paths[0], result)

@@ -141,6 +141,53 @@ def test_train_evaluate_probe_with_a_graph_context(nri_context_run):
     assert np.isfinite(gates[:, off]).all() and (gates[:, off] > 0).all()
 
 
+def test_infer_graph_reads_a_longer_context_only_when_asked():
+    model = WorldModel(ModelConfig(encoder="state", num_slots=3, slot_dim=D, hidden=H, graph_context=3)).eval()
+    z = context(batch=2, steps=7, slots=3)
+    with pytest.raises(ValueError, match="must hold 3 steps, got 7"):
+        model.infer_graph(z)
+    with pytest.raises(ValueError, match="at least 3 steps, got 2"):
+        model.infer_graph(z[:, :2], exact=False)
+    torch.testing.assert_close(model.infer_graph(z, exact=False), model.graph_inference(z))
+    torch.testing.assert_close(model.infer_graph(z[:, :3], exact=False), model.infer_graph(z[:, :3]))
+
+
+def test_probe_reads_the_graph_from_whole_episodes(nri_context_run, capsys):
+    """``--graph-from episode``: every probed step uses the graph inferred once from all of the episode's
+    observations, so the gate scores are exactly that graph (identity matching for the state encoder)."""
+    import h5py
+
+    from causal_wm.probe import ProbeConfig, ProbeError
+    from causal_wm.train import load_run, slot_mask_for
+
+    root = nri_context_run
+    run, test = root / "run_ctx", str(root / "test.h5")
+    args = ["probe", str(run), "--data", test, "--quiet", "--baselines", "none", "--methods", "gates"]
+    assert main([*args, "--graph-from", "episode", "--overwrite"]) == 0
+    assert json.loads((run / "probe.json").read_text())["config"]["graph_from"] == "episode"
+    scores = np.load(run / "probe_scores.npz")["scores_gates"]
+    model = load_run(run).eval()
+    with h5py.File(test, "r") as f:
+        states, counts = torch.from_numpy(f["states"][:]).float(), torch.from_numpy(f["num_objects"][:])
+    e, t, n, _ = states.shape
+    mask = slot_mask_for(counts, model.config.num_slots, "state")
+    with torch.no_grad():
+        z = model.encode(states.flatten(0, 1), slot_mask=mask.repeat_interleave(t, 0)).slots.unflatten(0, (e, t))
+        expected = model.infer_graph(z, mask, exact=False).numpy()
+    off = ~np.eye(n, dtype=bool)
+    np.testing.assert_allclose(scores[:, off], expected[:, :n, :n][:, off], rtol=1e-5, atol=1e-6)
+    # the default reads a window per probed step, which differs from the whole episode's graph
+    assert main([*args, "--overwrite"]) == 0
+    window = np.load(run / "probe_scores.npz")["scores_gates"]
+    assert json.loads((run / "probe.json").read_text())["config"]["graph_from"] == "window"
+    assert not np.allclose(window[:, off], scores[:, off])
+    with pytest.raises(SystemExit):
+        main([*args, "--graph-from", "all", "--overwrite"])
+    assert "invalid choice: 'all'" in capsys.readouterr().err
+    with pytest.raises(ProbeError, match="graph_from must be one of window, episode"):
+        ProbeConfig(graph_from="all")
+
+
 def test_graph_context_too_long_for_the_episodes(nri_files, tmp_path, capsys):
     args = ["train", "--data", str(nri_files / "train.h5"), "--encoder", "state", "--out", str(tmp_path / "r")]
     assert main(args + ["--steps", "1", "--graph-context", "200", "--quiet"]) == 2
