@@ -23,6 +23,7 @@ SCRIPTS = [
     "analysis/supervised_transition.py",
     "analysis/keypoint_colours.py",
     "analysis/one_step_dynamics.py",
+    "analysis/regression_window.py",
     "paper_figures/roc_curves.py",
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",
@@ -365,3 +366,28 @@ def test_pixel_keypoints_on_charges_uses_distinct_colours_and_the_given_strength
     assert bad.returncode == 2 and "STRENGTH applies to SCENE=charges only" in bad.stderr
     bad = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="charges", STRENGTH="0")
     assert bad.returncode == 2 and "STRENGTH must be a positive number" in bad.stderr
+
+
+def test_regression_window_reads_more_from_longer_windows(tmp_path):
+    sys.path.insert(0, str(ROOT / "analysis"))
+    from nri_springs import simulate
+    from regression_window import window_scores
+
+    from causal_wm.metrics import graph_scores
+
+    states, adj = simulate(60, 5, 49, seed=0)
+    n = np.full(60, 5)
+    short = graph_scores(window_scores(states, n, 5, 5), adj, n)["auroc"]
+    whole = graph_scores(window_scores(states, n, None, 5), adj, n)["auroc"]
+    assert whole > short + 0.02 and whole > 0.98
+
+    out = run("analysis/regression_window.py", "--smoke")
+    assert out.returncode == 0 and "window  all: AUROC" in out.stdout
+    data = tmp_path / "nri.h5"
+    assert run("analysis/nri_springs.py", "--smoke", "--out", data).returncode == 0
+    bad = run("analysis/regression_window.py", "--data", data, "--windows", "2")
+    assert bad.returncode != 0 and "3 to 11 observations" in bad.stderr
+    with h5py.File(data, "a") as f:
+        del f["adjacency"]
+    bad = run("analysis/regression_window.py", "--data", data)
+    assert bad.returncode != 0 and "no 'adjacency'" in bad.stderr
