@@ -23,24 +23,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from causal_wm.discovery import regression_scores
+from causal_wm.discovery import discover
 from causal_wm.metrics import graph_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def window_scores(states: np.ndarray, num_objects: np.ndarray, window: int | None, stride: int) -> np.ndarray:
-    """(E, N, N) regression scores per episode, averaged over windows of ``window`` steps ending at every
+    """(E, N, N) ``regression_linear`` scores per episode, averaged over windows of ``window`` steps ending at every
     ``stride``-th step from ``window - 1`` (the probe's steps); ``window=None``: the whole episode."""
-    e, t, n = states.shape[:3]
-    out = np.zeros((e, n, n), dtype=np.float64)
+    t = states.shape[1]
     ends = [t - 1] if window is None else list(range(window - 1, t - 1, stride))
-    for i in range(e):
-        for end in ends:
-            start = 0 if window is None else end - window + 1
-            out[i] += regression_scores(states[i, start : end + 1], int(num_objects[i]), despike=None, basis="linear")
-        out[i] /= len(ends)
-    return out
+    total = 0.0
+    for end in ends:
+        start = 0 if window is None else end - window + 1
+        total = total + discover("regression_linear", states[:, start : end + 1], num_objects).astype(np.float64)
+    return total / len(ends)
 
 
 def parse_windows(values: list[str], steps: int) -> list[int | None]:
