@@ -25,6 +25,7 @@ import numpy as np
 
 from causal_wm.discovery import discover
 from causal_wm.metrics import graph_scores
+from causal_wm.probe import ProbeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,22 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="HDF5 file with states and adjacency")
     ap.add_argument("--windows", nargs="+", default=["10", "25", "all"], help="window lengths, or 'all'")
-    ap.add_argument("--stride", type=int, default=5, help="probe every n-th step (the probe's default: 5)")
+    ap.add_argument(
+        "--stride", type=int, default=ProbeConfig.time_stride, help="probe every n-th step (default: the probe's)"
+    )
     ap.add_argument("--episodes", type=int, default=None, help="only the first N episodes")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     ap.add_argument("--smoke", action="store_true", help="a tiny NRI-style file in a temporary directory")
     args = ap.parse_args(argv)
     if args.smoke:
-        tmp = Path(tempfile.mkdtemp())
-        data = tmp / "nri.h5"
-        subprocess.run(
-            [sys.executable, str(ROOT / "analysis/nri_springs.py"), "--smoke", "--out", str(data)], check=True
-        )
-        return main(["--data", str(data), "--windows", "5", "all", "--json", str(tmp / "r.json")])
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "nri.h5"
+            subprocess.run(
+                [sys.executable, str(ROOT / "analysis/nri_springs.py"), "--smoke", "--out", str(data)], check=True
+            )
+            return main(["--data", str(data), "--windows", "5", "all", "--json", str(Path(tmp) / "r.json")])
     if args.data is None:
         ap.error("--data is required (or --smoke)")
     if args.stride < 1:
         sys.exit("regression_window.py: --stride must be positive")
+    if args.episodes is not None and args.episodes < 1:
+        sys.exit("regression_window.py: --episodes must be positive")
     if not args.data.is_file():
         sys.exit(f"regression_window.py: {args.data} does not exist")
     with h5py.File(args.data, "r") as f:

@@ -387,6 +387,8 @@ def test_regression_window_reads_more_from_longer_windows(tmp_path):
     assert run("analysis/nri_springs.py", "--smoke", "--out", data).returncode == 0
     bad = run("analysis/regression_window.py", "--data", data, "--windows", "2")
     assert bad.returncode != 0 and "3 to 11 observations" in bad.stderr
+    bad = run("analysis/regression_window.py", "--data", data, "--episodes", "0")
+    assert bad.returncode != 0 and "--episodes must be positive" in bad.stderr
     with h5py.File(data, "a") as f:
         del f["adjacency"]
     bad = run("analysis/regression_window.py", "--data", data)
