@@ -189,6 +189,13 @@ def _add_train(sub) -> None:
         "encoder) instead of gating each edge from the current pair of slots (default 0, off)",
     )
     p.add_argument(
+        "--graph-overlap",
+        action="store_true",
+        help="with --graph-context and a state decoder: infer each window's graph from all of its observations, the "
+        "predicted steps included, and score the dynamics loss on one-step predictions over the whole window (NRI's "
+        "setting) instead of inferring it from the W observations before the rollout",
+    )
+    p.add_argument(
         "--actions",
         choices=["object", "node", "both"],
         help="how actions reach the slots: C-SWM's object-factored input (slot k = object k), an action node with "
@@ -239,6 +246,7 @@ def cmd_train(args) -> int:
         "recon_weight": args.recon_weight,
         "dynamics_beta": args.dynamics_beta,
         "teacher_forcing": args.teacher_forcing or None,
+        "graph_overlap": args.graph_overlap or None,
         "threads": args.threads,
     }
     model = {

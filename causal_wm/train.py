@@ -74,6 +74,11 @@ class TrainConfig:
     """State decoder: score the dynamics loss on one-step predictions from each encoded true state of the window
     (one more transition pass) instead of on the steps of the free rollout, whose targets no longer fit its state
     once a step went wrong. The contrastive and reconstruction losses still score the free rollout."""
+    graph_overlap: bool = False
+    """Models with ``graph_context`` and a state decoder: infer each window's graph from all of its observations,
+    the steps it predicts included, and score the dynamics loss on one-step predictions from every observation of
+    the window (NRI's setting: the graph is a bottleneck over the trajectory it reconstructs). Off, the graph is
+    inferred from the W observations before the rollout only."""
     threads: int = 2
     """torch CPU threads (results are reproducible for a fixed thread count)."""
     log_every: int = 50
@@ -224,8 +229,10 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     z, maps = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D), (B, ctx + L, K, h, w)
     mask = slot_mask_for(batch["num_objects"], c.num_slots, c.encoder)
     edge_gates = edge_logits = None
+    whole = (z, batch["states"], batch["actions"])  # the whole window: with graph_overlap the dynamics loss's steps
     if ctx:  # the graph is inferred from the observations up to the rollout's first step, which starts ctx later
-        edge_logits, valid = model.graph_inference.logits(z[:, : ctx + 1], mask)
+        # (with graph_overlap from the whole window, the steps the rollout predicts included)
+        edge_logits, valid = model.graph_inference.logits(z if cfg.graph_overlap else z[:, : ctx + 1], mask)
         edge_gates = model.graph_inference.gates(edge_logits, valid)  # one relaxed sample per rollout
         z = z[:, ctx:]
         maps = None if maps is None else maps[:, ctx:]
@@ -272,19 +279,24 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         # dynamics_beta; at the default 1 collisions do not dominate): the part of the dynamics that carries the
         # interactions.
         scale = model.decoder.delta_scale / model.encoder.std[:n]  # change scale in normalised units
-        if cfg.teacher_forcing:  # one step from each encoded true state: a missed collision is not carried along
-            hs = cfg.rollout_steps
+        if cfg.teacher_forcing or cfg.graph_overlap:  # one step from each encoded true state: a missed collision
+            # is not carried along; with graph_overlap from every observation of the window, context included
+            zs, states, acts = whole if cfg.graph_overlap else (z, batch["states"], batch["actions"])
+            hs = zs.shape[1] - 1
+            norm = (states[..., :n] - model.encoder.mean[:n]) / model.encoder.std[:n]  # (B, hs + 1, N, n)
+            if norm.shape[2] < c.num_slots:
+                norm = F.pad(norm, (0, 0, 0, c.num_slots - norm.shape[2]))
             rep = lambda x: None if x is None else x.repeat_interleave(hs, 0)  # noqa: E731
             one = model.transition(
-                z[:, :-1].flatten(0, 1),
-                batch["actions"][:, :hs].flatten(0, 1),
-                positions[:, :hs].flatten(0, 1),
+                zs[:, :-1].flatten(0, 1),
+                acts[:, :hs].flatten(0, 1),
+                (states[:, :hs, :, :2] / model.arena_size).flatten(0, 1),
                 rep(mask),
                 rep(edge_gates),
                 norms=False,
             )
-            previous = model.decoder(z[:, :-1])
-            decoded = model.decoder(z[:, :-1] + one.delta.unflatten(0, (z.shape[0], hs)))  # (B, H, K, n)
+            previous = model.decoder(zs[:, :-1])
+            decoded = model.decoder(zs[:, :-1] + one.delta.unflatten(0, (zs.shape[0], hs)))  # (B, hs, K, n)
         else:  # the steps of the free rollout
             decoded = model.decoder(torch.stack(preds, 1))  # (B, H, K, n)
             previous = torch.cat([model.decoder(z[:, :1]), decoded[:, :-1]], 1)
@@ -498,6 +510,11 @@ def train(
         )
     if cfg.teacher_forcing and not (model.decoder is not None and not model.config.uses_images):
         raise TrainError("teacher forcing scores the state decoder's dynamics loss: it needs --encoder state --decoder")
+    if cfg.graph_overlap and not (model.context_steps and model.decoder is not None and not model.config.uses_images):
+        raise TrainError(
+            "graph_overlap infers a --graph-context graph from the window the state decoder's dynamics loss scores: "
+            "it needs --encoder state --decoder --graph-context W"
+        )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)

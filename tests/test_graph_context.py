@@ -194,6 +194,33 @@ def test_graph_context_too_long_for_the_episodes(nri_files, tmp_path, capsys):
     assert "graph context of 200" in capsys.readouterr().err
 
 
+def test_graph_overlap_reads_and_scores_the_whole_window(nri_files, tmp_path, monkeypatch, capsys):
+    """``--graph-overlap``: the graph is inferred from all W + H observations of a window, the predicted ones
+    included, and the dynamics loss scores one-step predictions from each of its W + H - 1 first observations
+    (without it: the W observations up to the rollout, and the H rollout steps)."""
+    from causal_wm.model import WorldModel
+
+    contexts, rows = [], []
+    logits, transition = GraphInference.logits, WorldModel.transition
+    monkeypatch.setattr(
+        GraphInference, "logits", lambda self, c, m=None: contexts.append(c.shape[1]) or logits(self, c, m)
+    )
+    monkeypatch.setattr(
+        WorldModel, "transition", lambda self, z, *a, **k: rows.append(z.shape[0]) or transition(self, z, *a, **k)
+    )
+    args = ["train", "--data", str(nri_files / "train.h5"), "--encoder", "state", "--steps", "1", "--quiet"]
+    args += ["--batch-size", "4", "--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16"]
+    ctx = ["--graph-context", "4"]
+    assert main([*args, *ctx, "--decoder", "--teacher-forcing", "--out", str(tmp_path / "before")]) == 0
+    assert contexts == [4] and rows == [4, 4, 4 * 2]  # two rollout steps, then one step from each of 2 states
+    contexts.clear(), rows.clear()
+    assert main([*args, *ctx, "--decoder", "--graph-overlap", "--out", str(tmp_path / "overlap")]) == 0
+    assert contexts == [4 + 2] and rows == [4, 4, 4 * (4 + 2 - 1)]
+    for bad in (["--decoder"], ctx):  # no graph context; no state decoder
+        assert main([*args, *bad, "--graph-overlap", "--out", str(tmp_path / "bad")]) == 2
+        assert "graph_overlap" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 @pytest.fixture(scope="module")
 def springs_context_run(tmp_path_factory):
     from causal_wm.config import GenerateConfig

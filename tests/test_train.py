@@ -188,7 +188,7 @@ def test_resume_accepts_a_run_saved_before_a_config_field_existed(tiny, tmp_path
     train(c, tmp_path / "run", progress=False)
     path = tmp_path / "run/checkpoints/last.pt"
     saved = torch.load(path, weights_only=False)
-    for name in ("dynamics_beta", "teacher_forcing"):  # fields added later, at their defaults
+    for name in ("dynamics_beta", "teacher_forcing", "graph_overlap"):  # fields added later, at their defaults
         del saved["train_config"][name]
     torch.save(saved, path)
     train(c, tmp_path / "run", resume=True, progress=False)  # the config check passes
