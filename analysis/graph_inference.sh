@@ -6,6 +6,8 @@
 #   RECON_WEIGHT=10 bash analysis/graph_inference.sh   # the decoder's losses 10x: runs and tables named *_gc_dec10
 #   CONTEXT=25 RECON_WEIGHT=10 GRAPH_FROM=episode SCENES=nri5 bash analysis/graph_inference.sh
 #       # a 25-observation context (runs *_gc25_dec10), probed on graphs read from whole episodes (tables *_episode)
+#   OVERLAP=1 CONTEXT=25 RECON_WEIGHT=10 STEPS=3000 GRAPH_FROM=episode SCENES=nri5 bash analysis/graph_inference.sh
+#       # train with --graph-overlap (the graph read from the whole window, predicted steps included; runs *_ov25_dec10)
 #   bash analysis/graph_inference.sh --smoke    # a tiny end-to-end run in a temporary directory (seconds)
 #   bash analysis/graph_inference.sh --help
 #
@@ -23,15 +25,17 @@ SCENES=${SCENES:-nri5 springs5}
 RECON_WEIGHT=${RECON_WEIGHT:-1}
 CONTEXT=${CONTEXT:-10}
 GRAPH_FROM=${GRAPH_FROM:-window}
+OVERLAP=${OVERLAP:-0}
 TAG=_gc
 [ "$CONTEXT" = 10 ] || TAG=_gc$CONTEXT
+[ "$OVERLAP" = 0 ] || TAG=_ov$CONTEXT
 [ "$RECON_WEIGHT" = 1 ] || TAG=${TAG}_dec$RECON_WEIGHT
 PROBED=
 [ "$GRAPH_FROM" = window ] || PROBED=_$GRAPH_FROM
 DATA=data RUNS=runs RESULTS=results
 EXTRA=()
 case "${1:-}" in
-  --help|-h) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --help|-h) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --smoke)
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/graph_inference_smoke_XXXX")
     DATA=$tmp RUNS=$tmp RESULTS=$tmp STEPS=3 SEEDS="0 1" SCENES=nri5
@@ -41,6 +45,7 @@ case "${1:-}" in
   "") EXTRA=(--graph-context "$CONTEXT") ;;
   *) echo "graph_inference.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
+[ "$OVERLAP" = 0 ] || EXTRA+=(--graph-overlap)
 for scene in $SCENES; do
   for split in train:0 test:1; do
     file="$DATA/${scene}_${split%%:*}.h5" seed=${split##*:}
