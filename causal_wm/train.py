@@ -268,9 +268,13 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
         loss = loss + cfg.sparsity * parts["action_sparsity"]
     if model.decoder is not None and not c.uses_images:
         n = model.decoder.num_outputs
-        norm = (batch["states"][..., :n] - model.encoder.mean[:n]) / model.encoder.std[:n]  # (B, L, N, n)
-        if norm.shape[2] < c.num_slots:  # a file with fewer object columns than slots: pad (the padding is masked)
-            norm = F.pad(norm, (0, 0, 0, c.num_slots - norm.shape[2]))  # (B, L, K, n)
+
+        def normalised(states: torch.Tensor) -> torch.Tensor:  # (B, T, N, F) -> (B, T, K, n) decoder targets
+            out = (states[..., :n] - model.encoder.mean[:n]) / model.encoder.std[:n]
+            # a file with fewer object columns than slots: pad (the padding is masked)
+            return F.pad(out, (0, 0, 0, c.num_slots - out.shape[2])) if out.shape[2] < c.num_slots else out
+
+        norm = normalised(batch["states"])  # (B, L, K, n)
         both = torch.cat([z, torch.stack(preds, 1)], 1)  # encoded (L) and imagined (H) slots
         err = (model.decoder(both) - torch.cat([norm, norm[:, 1:]], 1)).pow(2).mean(-1)  # (B, L+H, K)
         real = mask[:, None].float() if mask is not None else torch.ones_like(err)
@@ -283,9 +287,7 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
             # is not carried along; with graph_overlap from every observation of the window, context included
             zs, states, acts = whole if cfg.graph_overlap else (z, batch["states"], batch["actions"])
             hs = zs.shape[1] - 1
-            norm = (states[..., :n] - model.encoder.mean[:n]) / model.encoder.std[:n]  # (B, hs + 1, N, n)
-            if norm.shape[2] < c.num_slots:
-                norm = F.pad(norm, (0, 0, 0, c.num_slots - norm.shape[2]))
+            norm = normalised(states)  # (B, hs + 1, K, n)
             rep = lambda x: None if x is None else x.repeat_interleave(hs, 0)  # noqa: E731
             one = model.transition(
                 zs[:, :-1].flatten(0, 1),
