@@ -138,6 +138,12 @@ def _add_train(sub) -> None:
         help="weight of the decoder's losses (reconstruction; for the state decoder also its dynamics loss)",
     )
     p.add_argument(
+        "--recon-foreground",
+        type=float,
+        help="image decoder: weigh each pixel's reconstruction error by 1 + W * (its distance from the frame's median "
+        "colour, capped at 1), so that small objects are not lost to the background (default 0: plain MSE)",
+    )
+    p.add_argument(
         "--dynamics-beta",
         type=float,
         help="Huber beta of the state/keypoint decoder's dynamics loss, in robust units of a step's change (default "
@@ -244,6 +250,7 @@ def cmd_train(args) -> int:
         "sparsity": args.sparsity,
         "edge_prior": args.edge_prior,
         "recon_weight": args.recon_weight,
+        "recon_foreground": args.recon_foreground,
         "dynamics_beta": args.dynamics_beta,
         "teacher_forcing": args.teacher_forcing or None,
         "graph_overlap": args.graph_overlap or None,

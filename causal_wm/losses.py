@@ -66,3 +66,18 @@ def contrastive_loss(
         neg_mask = None if slot_mask is None else slot_mask[:, None]
     neg = torch.relu(hinge - energy(neg_states, nxt, sigma, neg_mask)).mean()
     return {"loss": pos + neg, "positive": pos, "negative": neg}
+
+
+def foreground_weights(frames: Tensor, strength: float) -> Tensor:
+    """Per-pixel weights ``1 + strength * min(1, sum_c |x_c - m_c|)`` with m the frame's median colour, mean 1.
+
+    ``frames`` (..., C, H, W) in [0, 1] -> (..., 1, H, W). Small objects on a plain background cover a few percent of
+    the pixels, so a plain squared error is met early by drawing the background alone, and slot attention's decoder
+    then never separates the objects (measured on 5-ball springs: FG-ARI 0.00 after 2,000 autoencoder steps). The
+    weights come from the image alone (no masks): pixels unlike the frame's dominant colour count up to
+    ``1 + strength`` times as much."""
+    if strength < 0:
+        raise ValueError(f"strength must be non-negative, got {strength}")
+    median = frames.flatten(-2).median(dim=-1).values[..., None, None]  # (..., C, 1, 1)
+    w = 1 + strength * (frames - median).abs().sum(-3, keepdim=True).clamp(max=1)  # (..., 1, H, W)
+    return w / w.mean()

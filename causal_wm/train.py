@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from causal_wm.config import dump_yaml, to_dict
 from causal_wm.data import validate
 from causal_wm.errors import TrainError, check_stop
-from causal_wm.losses import NEGATIVES, contrastive_loss
+from causal_wm.losses import NEGATIVES, contrastive_loss, foreground_weights
 from causal_wm.model import ENCODERS, WorldModel, config_from_dict
 from causal_wm.transition import action_sparsity_penalty, edge_kl, sparsity_penalty
 
@@ -66,6 +66,9 @@ class TrainConfig:
     """Prior edge probability of the inferred graph (models with ``graph_context``)."""
     recon_weight: float = 1.0
     """Weight of the reconstruction loss (with a decoder)."""
+    recon_foreground: float = 0.0
+    """Image decoders: weigh each pixel's squared error by ``1 + recon_foreground * min(1, |x - m|_1)``, m the frame's
+    median colour, normalised to mean 1 (`losses.foreground_weights`). 0 is the plain mean squared error."""
     dynamics_beta: float = 1.0
     """Where the dynamics loss of a state or keypoint decoder turns from squared to linear (Huber's beta), in robust
     units of one step's change. 1 keeps collisions from dominating the smooth interactions; a large value (e.g.
@@ -99,8 +102,8 @@ class TrainConfig:
             raise TrainError("steps, batch size, rollout steps, log and checkpoint intervals must be positive")
         if not self.dynamics_beta > 0:
             raise TrainError(f"dynamics_beta must be positive, got {self.dynamics_beta}")
-        if self.lr <= 0 or self.sigma <= 0 or self.hinge < 0 or self.sparsity < 0:
-            raise TrainError("lr and sigma must be positive, hinge and sparsity non-negative")
+        if self.lr <= 0 or self.sigma <= 0 or self.hinge < 0 or self.sparsity < 0 or self.recon_foreground < 0:
+            raise TrainError("lr and sigma must be positive; hinge, sparsity and recon_foreground non-negative")
         if not 0 < self.edge_prior < 1:
             raise TrainError(f"edge_prior must lie in (0, 1), got {self.edge_prior}")
 
@@ -319,7 +322,10 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
     elif model.decoder is not None:
         target = batch["frames"][:, c.history - 1 : c.history - 1 + length].float().div(255).permute(0, 1, 4, 2, 3)
         recon = model.decode(z.flatten(0, 1)).recon.unflatten(0, z.shape[:2])  # (B, L, 3, H, W)
-        parts["recon"] = (recon - target).pow(2).mean()
+        err = (recon - target).pow(2)  # (B, L, 3, H, W)
+        if cfg.recon_foreground:
+            err = err * foreground_weights(target, cfg.recon_foreground)
+        parts["recon"] = err.mean()
         loss = loss + cfg.recon_weight * parts["recon"]
     parts["loss"] = loss
     return parts
@@ -516,6 +522,13 @@ def train(
         raise TrainError(
             "graph_overlap infers a --graph-context graph from the window the state decoder's dynamics loss scores: "
             "it needs --encoder state --decoder --graph-context W"
+        )
+    if cfg.recon_foreground and not (
+        model.decoder is not None and model.config.uses_images and not model.config.keypoints
+    ):
+        raise TrainError(
+            "--recon-foreground weighs the image decoder's reconstruction: it needs --decoder with the cnn "
+            "or slots encoder (not --keypoints)"
         )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)

@@ -14,7 +14,7 @@ from causal_wm.cli import main
 from causal_wm.config import GenerateConfig
 from causal_wm.evaluate import evaluate
 from causal_wm.generate import generate
-from causal_wm.losses import contrastive_loss, energy
+from causal_wm.losses import contrastive_loss, energy, foreground_weights
 from causal_wm.model import ModelConfig, WorldModel
 from causal_wm.probe import ACTION_READOUTS
 from causal_wm.train import EpisodeArrays, TrainConfig, TrainError, huber, load_run, resolve_device, train
@@ -57,6 +57,42 @@ def test_energy_and_contrastive_loss_hand_case():
     for negatives in ("batch", "episode"):
         parts = contrastive_loss(target[:, 1:] + 0.1, target, hinge=1e6, negatives=negatives)
         assert parts["positive"] > 0 and parts["negative"] > 0
+
+
+def test_foreground_weights_hand_case():
+    frames = torch.zeros(2, 3, 3, 4, 4)  # (B, L, C, H, W): black frames
+    frames[0, 0, :, 1, 2] = 1.0  # one white pixel: sum_c |x - m| = 3, capped at 1
+    frames[0, 0, 0, 3, 3] = 0.25  # one dim red pixel: 0.25
+    frames[1, 2] = 0.5  # a uniform grey frame: its median is its colour, so no pixel stands out
+    w = foreground_weights(frames, 4.0)
+    assert w.shape == (2, 3, 1, 4, 4) and torch.isclose(w.mean(), torch.tensor(1.0))
+    raw = w / w[1, 2, 0, 0, 0]  # a background pixel weighs 1 before the normalisation
+    assert torch.isclose(raw[0, 0, 0, 1, 2], torch.tensor(5.0)) and torch.isclose(raw[0, 0, 0, 3, 3], torch.tensor(2.0))
+    assert torch.allclose(raw[1], torch.ones_like(raw[1]))
+    assert torch.allclose(foreground_weights(frames, 0.0), torch.ones_like(w))
+    with pytest.raises(ValueError, match="non-negative"):
+        foreground_weights(frames, -1.0)
+
+
+def test_recon_foreground_weighs_the_image_reconstruction(tiny, tmp_path, monkeypatch):
+    import causal_wm.train as tr
+
+    seen = []
+    real = tr.foreground_weights
+    monkeypatch.setattr(tr, "foreground_weights", lambda x, s: seen.append((x.shape, s)) or real(x, s))
+    c = cfg(tiny, "slots", steps=2, recon_foreground=5.0, model={"slot_dim": 4, "hidden": 16, "decoder": True})
+    last = train(c, tmp_path / "run", progress=False)
+    assert math.isfinite(last["recon"]) and seen == [(torch.Size([4, 3, 3, 32, 32]), 5.0)] * 2
+    with pytest.raises(TrainError, match="needs --decoder"):
+        train(cfg(tiny, "cnn", recon_foreground=5.0), tmp_path / "nodecoder", progress=False)
+    assert not (tmp_path / "nodecoder").exists()
+    with pytest.raises(TrainError, match="recon_foreground non-negative"):
+        cfg(tiny, "cnn", recon_foreground=-1.0)
+    args = ["train", "--data", str(tiny / "train.h5"), "--encoder", "slots", "--steps", "1", "--batch-size", "2"]
+    args += ["--slot-dim", "4", "--hidden", "8", "--quiet", "--recon-foreground", "5"]
+    assert main([*args, "--decoder", "--out", str(tmp_path / "cli")]) == 0
+    assert "recon_foreground: 5.0" in (tmp_path / "cli/config.yaml").read_text()
+    assert main([*args, "--out", str(tmp_path / "cli_bad")]) == 2 and not (tmp_path / "cli_bad").exists()
 
 
 @pytest.mark.parametrize("encoder", ["cnn", "slots", "state"])
@@ -188,7 +224,8 @@ def test_resume_accepts_a_run_saved_before_a_config_field_existed(tiny, tmp_path
     train(c, tmp_path / "run", progress=False)
     path = tmp_path / "run/checkpoints/last.pt"
     saved = torch.load(path, weights_only=False)
-    for name in ("dynamics_beta", "teacher_forcing", "graph_overlap"):  # fields added later, at their defaults
+    # fields added later, at their defaults
+    for name in ("dynamics_beta", "teacher_forcing", "graph_overlap", "recon_foreground"):
         del saved["train_config"][name]
     torch.save(saved, path)
     train(c, tmp_path / "run", resume=True, progress=False)  # the config check passes
