@@ -24,6 +24,7 @@ SCRIPTS = [
     "analysis/keypoint_colours.py",
     "analysis/one_step_dynamics.py",
     "analysis/regression_window.py",
+    "analysis/slot_autoencoder.py",
     "paper_figures/roc_curves.py",
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",
@@ -69,6 +70,33 @@ def test_object_counts_smoke_resumes_from_saved_cells(tmp_path):
     again = run("analysis/object_counts.py", "--smoke", "--out", out)
     assert again.returncode == 0 and "trained" not in again.stdout  # runs and cells are reused, not redone
     assert json.loads((out / "cells" / "0_6.json").read_text())["auroc"] == 0.123
+
+
+def test_slot_autoencoder_smoke_and_its_output_rules(tmp_path):
+    smoke = run("analysis/slot_autoencoder.py", "--smoke")
+    assert smoke.returncode == 0 and "smoke OK" in smoke.stdout, smoke.stderr
+    from causal_wm.config import GenerateConfig
+    from causal_wm.generate import generate
+
+    common = dict(steps=4, num_objects="2-3", image_size=32, influence_steps=0)
+    generate(GenerateConfig(episodes=3, seed=0, **common), tmp_path / "img.h5", progress=False)
+    generate(GenerateConfig(episodes=3, seed=0, images=False, **common), tmp_path / "states.h5", progress=False)
+    args = ["analysis/slot_autoencoder.py", "--data", tmp_path / "img.h5", "--test", tmp_path / "img.h5"]
+    args += ["--steps", "2", "--eval-every", "1", "--batch", "2", "--slot-dim", "4", "--hidden", "8", "--threads", "1"]
+    out = tmp_path / "ae.json"
+    out.write_text("my notes")
+    refused = run(*args, "--out", out)
+    assert refused.returncode == 2 and "not a slot_autoencoder.py result" in refused.stderr
+    assert out.read_text() == "my notes"
+    assert run(*args, "--out", out, "--overwrite").returncode == 0
+    first = json.loads(out.read_text())
+    assert first["complete"] and [r["step"] for r in first["curve"]] == [1, 2]
+    assert all(-1 <= r["fg_ari_decoder"] <= 1 and -1 <= r["fg_ari_attention"] <= 1 for r in first["curve"])
+    again = run(*args, "--out", out)
+    assert again.returncode == 0 and "is complete" in again.stdout and json.loads(out.read_text()) == first
+    states = run(*args[:4], tmp_path / "states.h5", *args[5:], "--out", tmp_path / "s.json")
+    assert states.returncode != 0 and "image file is needed" in states.stderr and not (tmp_path / "s.json").exists()
+    assert run(*args, "--recon-foreground", "-1").returncode == 2
 
 
 def test_keypoint_colours_smoke_prints_a_type_by_slot_table():
