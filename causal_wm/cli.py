@@ -144,6 +144,12 @@ def _add_train(sub) -> None:
         "colour, capped at 1), so that small objects are not lost to the background (default 0: plain MSE)",
     )
     p.add_argument(
+        "--pretrain-steps",
+        type=int,
+        help="with --decoder: the first N of the --steps optimise the reconstruction alone, so the encoder finds the "
+        "objects before the dynamics pull on its slots (default 0)",
+    )
+    p.add_argument(
         "--dynamics-beta",
         type=float,
         help="Huber beta of the state/keypoint decoder's dynamics loss, in robust units of a step's change (default "
@@ -251,6 +257,7 @@ def cmd_train(args) -> int:
         "edge_prior": args.edge_prior,
         "recon_weight": args.recon_weight,
         "recon_foreground": args.recon_foreground,
+        "pretrain_steps": args.pretrain_steps,
         "dynamics_beta": args.dynamics_beta,
         "teacher_forcing": args.teacher_forcing or None,
         "graph_overlap": args.graph_overlap or None,
@@ -286,7 +293,7 @@ def cmd_train(args) -> int:
         encoder=args.encoder,
         seed=args.seed,
         model=model,
-        **{k: v for k, v in fields.items() if v is not None},
+        **{k: v for k, v in fields.items() if v is not None and k != "pretrain_steps"},
     )
     if args.steps is not None and args.epochs is not None:
         raise CLIError("give --steps or --epochs, not both")
@@ -295,6 +302,8 @@ def cmd_train(args) -> int:
         cfg = dataclasses.replace(cfg, steps=max(1, round(args.epochs * windows / cfg.batch_size)))
     elif args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.pretrain_steps is not None:  # checked against the final number of steps
+        cfg = dataclasses.replace(cfg, pretrain_steps=args.pretrain_steps)
     out = args.out or Path("runs") / f"{info.scene}__{args.encoder}__{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume and args.out is None:
         raise TrainError("--resume needs --out RUN_DIR")

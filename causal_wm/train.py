@@ -82,6 +82,10 @@ class TrainConfig:
     the steps it predicts included, and score the dynamics loss on one-step predictions from every observation of
     the window (NRI's setting: the graph is a bottleneck over the trajectory it reconstructs). Off, the graph is
     inferred from the W observations before the rollout only."""
+    pretrain_steps: int = 0
+    """With a decoder: the first ``pretrain_steps`` of ``steps`` optimise the reconstruction loss alone (no contrastive,
+    sparsity or dynamics terms), so that the encoder finds the objects before the dynamics pull on its slots, as
+    object-centric world models train their slot model first (SlotFormer, Wu et al. 2023)."""
     threads: int = 2
     """torch CPU threads (results are reproducible for a fixed thread count)."""
     log_every: int = 50
@@ -100,6 +104,8 @@ class TrainConfig:
             raise TrainError(f"--negatives must be one of {', '.join(NEGATIVES)}")
         if min(self.steps, self.batch_size, self.rollout_steps, self.log_every, self.checkpoint_every) < 1:
             raise TrainError("steps, batch size, rollout steps, log and checkpoint intervals must be positive")
+        if not 0 <= self.pretrain_steps < self.steps:
+            raise TrainError(f"pretrain_steps must lie in [0, steps = {self.steps}), got {self.pretrain_steps}")
         if not self.dynamics_beta > 0:
             raise TrainError(f"dynamics_beta must be positive, got {self.dynamics_beta}")
         if self.lr <= 0 or self.sigma <= 0 or self.hinge < 0 or self.sparsity < 0 or self.recon_foreground < 0:
@@ -225,7 +231,13 @@ def encode_window(
     return torch.stack(slots, 1), torch.stack(masks, 1)
 
 
-def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainConfig, gen: torch.Generator):
+def rollout_loss(
+    model: WorldModel,
+    batch: dict[str, torch.Tensor],
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    reconstruction_only: bool = False,
+):
     c = model.config
     length = cfg.rollout_steps + 1
     ctx = model.context_steps
@@ -327,6 +339,8 @@ def rollout_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: TrainCo
             err = err * foreground_weights(target, cfg.recon_foreground)
         parts["recon"] = err.mean()
         loss = loss + cfg.recon_weight * parts["recon"]
+    if reconstruction_only:  # `TrainConfig.pretrain_steps`: the other parts are logged but not optimised
+        loss = cfg.recon_weight * parts["recon"]
     parts["loss"] = loss
     return parts
 
@@ -530,6 +544,8 @@ def train(
             "--recon-foreground weighs the image decoder's reconstruction: it needs --decoder with the cnn "
             "or slots encoder (not --keypoints)"
         )
+    if cfg.pretrain_steps and model.decoder is None:
+        raise TrainError("--pretrain-steps trains the reconstruction alone: it needs --decoder")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -570,7 +586,7 @@ def train(
                 e = rng.integers(0, data.num_episodes, cfg.batch_size)
                 s = rng.integers(0, max_start + 1, cfg.batch_size)
                 batch = {k: v.to(device, non_blocking=True) for k, v in data.window(e, s, length, history).items()}
-                parts = rollout_loss(model, batch, cfg, gen)
+                parts = rollout_loss(model, batch, cfg, gen, reconstruction_only=step < cfg.pretrain_steps)
                 if not torch.isfinite(parts["loss"]):
                     raise TrainError(
                         f"loss became {parts['loss'].item()} at step {step + 1}; stopped. The last good checkpoint "

@@ -95,6 +95,29 @@ def test_recon_foreground_weighs_the_image_reconstruction(tiny, tmp_path, monkey
     assert main([*args, "--out", str(tmp_path / "cli_bad")]) == 2 and not (tmp_path / "cli_bad").exists()
 
 
+def test_pretrain_steps_optimise_the_reconstruction_alone(tiny, tmp_path):
+    c = cfg(
+        tiny, "slots", steps=3, pretrain_steps=2, recon_weight=2.0, model={"slot_dim": 4, "hidden": 16, "decoder": True}
+    )
+    train(c, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows[:2]:  # the contrastive parts are logged, but the loss is the weighted reconstruction alone
+        assert r["positive"] > 0 and r["loss"] == pytest.approx(2.0 * r["recon"])
+    assert rows[2]["loss"] == pytest.approx(2.0 * rows[2]["recon"] + rows[2]["positive"] + rows[2]["negative"])
+    with pytest.raises(TrainError, match="needs --decoder"):
+        train(cfg(tiny, "cnn", pretrain_steps=1), tmp_path / "nodecoder", progress=False)
+    with pytest.raises(TrainError, match=r"pretrain_steps must lie in \[0, steps = 3\)"):
+        cfg(tiny, "cnn", pretrain_steps=3)
+    args = ["train", "--data", str(tiny / "train.h5"), "--encoder", "slots", "--decoder", "--batch-size", "2"]
+    args += ["--slot-dim", "4", "--hidden", "8", "--quiet", "--pretrain-steps", "2"]
+    assert main([*args, "--steps", "3", "--out", str(tmp_path / "cli")]) == 0  # checked against --steps, not 2500
+    assert "pretrain_steps: 2" in (tmp_path / "cli/config.yaml").read_text()
+    assert (
+        main([*args, "--steps", "2", "--out", str(tmp_path / "cli_bad")]) == 2 and not (tmp_path / "cli_bad").exists()
+    )
+
+
 @pytest.mark.parametrize("encoder", ["cnn", "slots", "state"])
 def test_imagine_shapes(encoder):
     torch.manual_seed(0)
@@ -225,7 +248,7 @@ def test_resume_accepts_a_run_saved_before_a_config_field_existed(tiny, tmp_path
     path = tmp_path / "run/checkpoints/last.pt"
     saved = torch.load(path, weights_only=False)
     # fields added later, at their defaults
-    for name in ("dynamics_beta", "teacher_forcing", "graph_overlap", "recon_foreground"):
+    for name in ("dynamics_beta", "teacher_forcing", "graph_overlap", "recon_foreground", "pretrain_steps"):
         del saved["train_config"][name]
     torch.save(saved, path)
     train(c, tmp_path / "run", resume=True, progress=False)  # the config check passes
