@@ -150,6 +150,12 @@ def _add_train(sub) -> None:
         "objects before the dynamics pull on its slots (default 0)",
     )
     p.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="with --pretrain-steps: hold the encoder fixed afterwards, so the dynamics train the transition (and the "
+        "decoder) only",
+    )
+    p.add_argument(
         "--dynamics-beta",
         type=float,
         help="Huber beta of the state/keypoint decoder's dynamics loss, in robust units of a step's change (default "
@@ -258,6 +264,7 @@ def cmd_train(args) -> int:
         "recon_weight": args.recon_weight,
         "recon_foreground": args.recon_foreground,
         "pretrain_steps": args.pretrain_steps,
+        "freeze_encoder": args.freeze_encoder or None,
         "dynamics_beta": args.dynamics_beta,
         "teacher_forcing": args.teacher_forcing or None,
         "graph_overlap": args.graph_overlap or None,

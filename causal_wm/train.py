@@ -7,6 +7,7 @@ restores all of it, so an interrupted run ends with the same weights and metrics
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -86,6 +87,9 @@ class TrainConfig:
     """With a decoder: the first ``pretrain_steps`` of ``steps`` optimise the reconstruction loss alone (no contrastive,
     sparsity or dynamics terms), so that the encoder finds the objects before the dynamics pull on its slots, as
     object-centric world models train their slot model first (SlotFormer, Wu et al. 2023)."""
+    freeze_encoder: bool = False
+    """With ``pretrain_steps``: after them the encoder is held fixed (its slots are detached), so the dynamics train the
+    transition and the decoder only and cannot pull the slots away from the objects the reconstruction found."""
     threads: int = 2
     """torch CPU threads (results are reproducible for a fixed thread count)."""
     log_every: int = 50
@@ -241,7 +245,9 @@ def rollout_loss(
     c = model.config
     length = cfg.rollout_steps + 1
     ctx = model.context_steps
-    z, maps = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D), (B, ctx + L, K, h, w)
+    # After the pretraining a frozen encoder is held fixed: no graph is kept through it.
+    with torch.no_grad() if cfg.freeze_encoder and not reconstruction_only else contextlib.nullcontext():
+        z, maps = encode_window(model, batch, ctx + length)  # (B, ctx + L, K, D), (B, ctx + L, K, h, w)
     mask = slot_mask_for(batch["num_objects"], c.num_slots, c.encoder)
     edge_gates = edge_logits = None
     whole = (z, batch["states"], batch["actions"])  # the whole window: with graph_overlap the dynamics loss's steps
@@ -546,6 +552,8 @@ def train(
         )
     if cfg.pretrain_steps and model.decoder is None:
         raise TrainError("--pretrain-steps trains the reconstruction alone: it needs --decoder")
+    if cfg.freeze_encoder and not cfg.pretrain_steps:
+        raise TrainError("--freeze-encoder holds the encoder fixed after --pretrain-steps: give --pretrain-steps N")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)

@@ -1,6 +1,7 @@
 """World model, training and evaluation: shapes, smoke runs of every encoder, resume equivalence, NaN handling,
 and the errors bad input gets."""
 
+import copy
 import dataclasses
 import json
 import math
@@ -111,11 +112,36 @@ def test_pretrain_steps_optimise_the_reconstruction_alone(tiny, tmp_path):
         cfg(tiny, "cnn", pretrain_steps=3)
     args = ["train", "--data", str(tiny / "train.h5"), "--encoder", "slots", "--decoder", "--batch-size", "2"]
     args += ["--slot-dim", "4", "--hidden", "8", "--quiet", "--pretrain-steps", "2"]
-    assert main([*args, "--steps", "3", "--out", str(tmp_path / "cli")]) == 0  # checked against --steps, not 2500
-    assert "pretrain_steps: 2" in (tmp_path / "cli/config.yaml").read_text()
+    assert main([*args, "--steps", "3", "--freeze-encoder", "--out", str(tmp_path / "cli")]) == 0  # not 2500 steps
+    assert (
+        "pretrain_steps: 2" in (text := (tmp_path / "cli/config.yaml").read_text()) and "freeze_encoder: true" in text
+    )
     assert (
         main([*args, "--steps", "2", "--out", str(tmp_path / "cli_bad")]) == 2 and not (tmp_path / "cli_bad").exists()
     )
+
+
+def test_freeze_encoder_holds_the_pretrained_encoder_fixed(tiny, tmp_path, monkeypatch):
+    import causal_wm.train as tr
+
+    saved = {}
+    real = tr._atomic_save
+    monkeypatch.setattr(
+        tr,
+        "_atomic_save",
+        lambda obj, path: saved.update({obj["step"]: copy.deepcopy(obj["model"])}) or real(obj, path),
+    )
+    model = {"slot_dim": 4, "hidden": 16, "decoder": True}
+    c = cfg(tiny, "slots", steps=4, pretrain_steps=2, checkpoint_every=2, freeze_encoder=True, model=model)
+    train(c, tmp_path / "run", progress=False)
+    pre, after = saved[2], saved[4]
+    encoder = [k for k in pre if k.startswith("encoder.") and pre[k].is_floating_point()]
+    transition = [k for k in pre if k.startswith("transition_model.") and pre[k].is_floating_point()]
+    assert encoder and transition
+    assert all(torch.equal(pre[k], after[k]) for k in encoder)  # steps 3-4 left the pretrained encoder as it was
+    assert any(not torch.equal(pre[k], after[k]) for k in transition)  # ... and trained the transition
+    with pytest.raises(TrainError, match="give --pretrain-steps N"):
+        train(cfg(tiny, "slots", freeze_encoder=True, model=model), tmp_path / "nopre", progress=False)
 
 
 @pytest.mark.parametrize("encoder", ["cnn", "slots", "state"])
@@ -248,7 +274,15 @@ def test_resume_accepts_a_run_saved_before_a_config_field_existed(tiny, tmp_path
     path = tmp_path / "run/checkpoints/last.pt"
     saved = torch.load(path, weights_only=False)
     # fields added later, at their defaults
-    for name in ("dynamics_beta", "teacher_forcing", "graph_overlap", "recon_foreground", "pretrain_steps"):
+    added = (
+        "dynamics_beta",
+        "teacher_forcing",
+        "graph_overlap",
+        "recon_foreground",
+        "pretrain_steps",
+        "freeze_encoder",
+    )
+    for name in added:
         del saved["train_config"][name]
     torch.save(saved, path)
     train(c, tmp_path / "run", resume=True, progress=False)  # the config check passes
