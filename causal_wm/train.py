@@ -88,8 +88,9 @@ class TrainConfig:
     sparsity or dynamics terms), so that the encoder finds the objects before the dynamics pull on its slots, as
     object-centric world models train their slot model first (SlotFormer, Wu et al. 2023)."""
     freeze_encoder: bool = False
-    """With ``pretrain_steps``: after them the encoder is held fixed (its slots are detached), so the dynamics train the
-    transition and the decoder only and cannot pull the slots away from the objects the reconstruction found."""
+    """With ``pretrain_steps``: after them the encoder is held fixed (it encodes without gradients), so the dynamics
+    train the transition and the decoder only and cannot pull the slots away from the objects the reconstruction
+    found."""
     threads: int = 2
     """torch CPU threads (results are reproducible for a fixed thread count)."""
     log_every: int = 50
