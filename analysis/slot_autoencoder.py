@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from benchmarks.hardware import describe  # analysis/ is the script's directory
 
 from causal_wm import metrics
+from causal_wm.config import write_json
 from causal_wm.decoder import SpatialBroadcastDecoder
 from causal_wm.encoders import SLOT_INITS, SlotAttentionEncoder
 from causal_wm.losses import foreground_weights
@@ -68,13 +68,6 @@ def fg_aris(encoder, decoder, frames: torch.Tensor, ids: np.ndarray, batch: int 
         up = F.interpolate(out.masks, size=x.shape[-2:], mode="nearest")
         att.append(metrics.fg_ari(ids[a : a + batch], up, per_sample=True))
     return float(np.nanmean(np.concatenate(dec))), float(np.nanmean(np.concatenate(att)))
-
-
-def write_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -122,7 +115,7 @@ def run(args: argparse.Namespace) -> dict:
             result["complete"] = step == args.steps
             print(json.dumps(row), flush=True)
             if args.out is not None:
-                write_atomic(result, args.out)
+                write_json(args.out, result)
     return result
 
 
