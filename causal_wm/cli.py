@@ -181,6 +181,12 @@ def _add_train(sub) -> None:
         "lose the graph unless --contact-range limits it, see the README)",
     )
     p.add_argument(
+        "--substeps",
+        type=int,
+        help="apply the transition this many times per frame, each to the slots the last one left (shared weights; "
+        "costs that many times the transition's work; default 1)",
+    )
+    p.add_argument(
         "--contact-range",
         type=float,
         help="with --contact-channel: objects farther apart than this (arena units) exchange no contact messages "
@@ -279,6 +285,7 @@ def cmd_train(args) -> int:
         "contact_range": args.contact_range,
         "contact_lookahead": args.contact_lookahead,
         "contact_range_detach": args.contact_range_detach,
+        "substeps": args.substeps,
     }
     model = {k: v for k, v in model.items() if v is not None}
     if args.decoder:

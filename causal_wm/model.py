@@ -104,6 +104,11 @@ class ModelConfig:
     velocities, so that the loss cannot move the decoder's readout to switch pairs in or out of range. Measured on
     springs without it, the readout of the encoded positions drifted from about 0.8 to 1.6-2.9 arena units off; with
     it, 0.78 and every seed kept the graph (README). Forward values and the probe's derivatives are unchanged."""
+    substeps: int = 1
+    """Apply the transition this many times per frame, each time to the slots the previous application left (the
+    same weights; with a contact channel its messages are recomputed at each substep), so that one frame's change
+    is the sum of S smaller ones. Gates and message norms are averaged over the substeps. S > 1 costs S times the
+    transition's work, and the probes take their whole-graph paths (finite differences of `transition`)."""
     graph_context: int = 0
     """W >= 2: infer one interaction graph per rollout from the W observations up to its first step with an NRI-style
     edge encoder (`GraphInference`), and gate the slot edges with it; 0: gate each edge from the current pair of slots
@@ -125,6 +130,8 @@ class ModelConfig:
             raise ValueError("keypoints need the cnn encoder and a history of >= 2 frames (velocities)")
         if not self.learn_colours and not (self.keypoints and self.decoder):
             raise ValueError("fixed colours (learn_colours=False) need the keypoint decoder: keypoints and decoder")
+        if self.substeps < 1:
+            raise ValueError(f"substeps must be >= 1, got {self.substeps}")
         if self.graph_context == 1 or self.graph_context < 0:
             raise ValueError(f"graph_context must be 0 (off) or >= 2 observations, got {self.graph_context}")
         if self.graph_context and not self.gated:
@@ -325,20 +332,44 @@ class WorldModel(nn.Module):
         edge_gates: Tensor | None = None,
         norms: bool = True,
     ) -> TransitionOutput:
-        """One step: ``z`` (B, K, D), integer ``actions`` (B,); ``edge_gates`` (B, K, K) from `infer_graph`, which a
-        model with ``graph_context`` requires. ``norms=False`` skips the message norms (they come back None)."""
+        """One step (``substeps`` applications of the transition): ``z`` (B, K, D), integer ``actions`` (B,);
+        ``edge_gates`` (B, K, K) from `infer_graph`, which a model with ``graph_context`` requires. ``norms=False``
+        skips the message norms (they come back None)."""
         if self.graph_inference is not None and edge_gates is None:
             raise ValueError(
                 f"this model infers its graph from {self.config.graph_context} observations: pass "
                 "edge_gates=model.infer_graph(context)"
             )
         obj_action, node_action = self.action_inputs(actions, positions, z.shape[1])
-        out = self.transition_model(
-            z, obj_action=obj_action, node_action=node_action, slot_mask=slot_mask, edge_gates=edge_gates, norms=norms
+        state, outs = z, []
+        for _ in range(self.config.substeps):
+            out = self.transition_model(
+                state,
+                obj_action=obj_action,
+                node_action=node_action,
+                slot_mask=slot_mask,
+                edge_gates=edge_gates,
+                norms=norms,
+            )
+            if self.contact is not None:  # gates and message norms stay those of the gated messages
+                out = dataclasses.replace(out, delta=out.delta + self.contact_delta(state, slot_mask))
+            outs.append(out)
+            if len(outs) < self.config.substeps:
+                state = state + out.delta
+        if len(outs) == 1:
+            return out
+
+        def mean(field: str) -> Tensor | None:
+            values = [getattr(o, field) for o in outs]
+            return None if values[0] is None else torch.stack(values).mean(0)
+
+        return TransitionOutput(
+            delta=state + out.delta - z,
+            gates=mean("gates"),
+            message_norms=mean("message_norms"),
+            action_gates=mean("action_gates"),
+            action_message_norms=mean("action_message_norms"),
         )
-        if self.contact is not None:  # gates and message norms stay those of the gated messages
-            out = dataclasses.replace(out, delta=out.delta + self.contact_delta(z, slot_mask))
-        return out
 
     def contact_delta(self, z: Tensor, slot_mask: Tensor | None = None) -> Tensor:
         """The contact channel's part (B, K, D) of Δz for slots ``z`` (B, K, D): `ContactMessages` on the decoded
@@ -470,7 +501,7 @@ class WorldModel(nn.Module):
         """Whether `transition` is the stock one-round `TransitionGNN`'s, plus contact messages if the model has them:
         the exact Jacobian and the latent interventions' first-step shortcut then still apply (with the contact
         channel's part added)."""
-        return self.transition_model.layers == 1 and self._stock_transition
+        return self.transition_model.layers == 1 and self.config.substeps == 1 and self._stock_transition
 
     @property
     def _stock_transition(self) -> bool:

@@ -650,6 +650,24 @@ def test_cli_contact_channel_trains_evaluates_and_probes(tiny, tmp_path, capsys)
         ModelConfig(encoder="cnn", decoder=True, contact_channel=True)
 
 
+def test_cli_substeps_train_evaluate_and_probe(tiny, tmp_path, capsys):
+    import yaml
+
+    common = ["--data", str(tiny / "states.h5"), "--encoder", "state", "--steps", "2", "--batch-size", "4"]
+    common += ["--rollout-steps", "2", "--slot-dim", "4", "--hidden", "16", "--quiet", "--decoder"]
+    assert main(["train", *common, "--substeps", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "substeps must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    run = tmp_path / "sub"
+    assert main(["train", *common, "--substeps", "2", "--contact-channel", "--out", str(run)]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["substeps"] == 2
+    model = load_run(run)
+    assert model.config.substeps == 2 and not model.one_round_messages
+    assert main(["evaluate", str(run), "--data", str(tiny / "states.h5"), "--horizons", "1,2"]) == 0
+    assert main(["probe", str(run), "--data", str(tiny / "states.h5"), "--baselines", "none", "--quiet"]) == 0
+    assert set(json.loads((run / "probe.json").read_text())["methods"]) >= {"gates", "jacobian"}
+
+
 def test_cli_actions_choose_how_actions_reach_the_slots_and_probe_reads_the_action_node(tiny, tmp_path, capsys):
     import yaml
 
