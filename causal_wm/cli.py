@@ -181,12 +181,6 @@ def _add_train(sub) -> None:
         "lose the graph unless --contact-range limits it, see the README)",
     )
     p.add_argument(
-        "--substeps",
-        type=int,
-        help="apply the transition this many times per frame, each to the slots the last one left (shared weights; "
-        "costs that many times the transition's work; default 1)",
-    )
-    p.add_argument(
         "--contact-range",
         type=float,
         help="with --contact-channel: objects farther apart than this (arena units) exchange no contact messages "
@@ -205,6 +199,12 @@ def _add_train(sub) -> None:
         default=None,
         help="with --contact-range: in training, no gradient through the range weight into the decoded states, so "
         "the loss cannot move the decoder's positions to switch pairs in or out of range",
+    )
+    p.add_argument(
+        "--substeps",
+        type=int,
+        help="apply the transition this many times per frame, each to the slots the last one left (shared weights; "
+        "costs that many times the transition's work; default 1)",
     )
     p.add_argument(
         "--graph-context",

@@ -342,7 +342,9 @@ class WorldModel(nn.Module):
             )
         obj_action, node_action = self.action_inputs(actions, positions, z.shape[1])
         state, outs = z, []
-        for _ in range(self.config.substeps):
+        for substep in range(self.config.substeps):
+            if substep:
+                state = state + outs[-1].delta
             out = self.transition_model(
                 state,
                 obj_action=obj_action,
@@ -354,17 +356,15 @@ class WorldModel(nn.Module):
             if self.contact is not None:  # gates and message norms stay those of the gated messages
                 out = dataclasses.replace(out, delta=out.delta + self.contact_delta(state, slot_mask))
             outs.append(out)
-            if len(outs) < self.config.substeps:
-                state = state + out.delta
         if len(outs) == 1:
-            return out
+            return outs[0]
 
         def mean(field: str) -> Tensor | None:
             values = [getattr(o, field) for o in outs]
             return None if values[0] is None else torch.stack(values).mean(0)
 
         return TransitionOutput(
-            delta=state + out.delta - z,
+            delta=torch.stack([o.delta for o in outs]).sum(0),
             gates=mean("gates"),
             message_norms=mean("message_norms"),
             action_gates=mean("action_gates"),
