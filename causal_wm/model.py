@@ -26,7 +26,7 @@ from causal_wm.encoders import (
     SlotAttentionEncoder,
     StateEncoder,
 )
-from causal_wm.transition import ContactMessages, GraphInference, TransitionGNN, TransitionOutput
+from causal_wm.transition import ContactMessages, GraphInference, TransitionGNN, TransitionOutput, mlp_jvp
 
 ENCODERS = ("cnn", "slots", "state")
 NUM_DIRECTIONS = 4
@@ -425,17 +425,13 @@ class WorldModel(nn.Module):
     def contact_jacobians(self, z: Tensor, slot_mask: Tensor | None = None) -> Tensor:
         """(B, K_i, K_j, D_j, D_i) ∂(contact message i -> j)/∂z_i, exact: the contact MLP's sender Jacobian
         (`ContactMessages.sender_jacobians`) times the state decoder's per-slot Jacobian (forward mode, one tangent
-        per latent entry). For i != j this is the contact channel's whole part of ∂Δz_j/∂z_i."""
+        per latent entry, `mlp_jvp`). For i != j this is the contact channel's whole part of ∂Δz_j/∂z_i."""
         if self.contact is None:
             raise ValueError("this model has no contact channel")
-        basis = torch.eye(z.size(-1), dtype=z.dtype, device=z.device)[:, None, None]  # (D, 1, 1, D)
-
-        def along(tangent):
-            return torch.func.jvp(self.decoder, (z,), (tangent.expand_as(z).contiguous(),))[1]  # (B, K, 4)
-
-        decoder = torch.func.vmap(along)(basis)  # (D_i, B, K, 4)
-        pair = self.contact.sender_jacobians(self.decoder(z), slot_mask, self.encoder.std[:4])  # (B, K, K, D_j, 4)
-        return torch.einsum("bijoc,ebic->bijoe", pair, decoder)
+        basis = torch.eye(z.size(-1), dtype=z.dtype, device=z.device).expand(*z.shape, z.size(-1))  # (B, K, D, D)
+        states, decoder = mlp_jvp(self.decoder.mlp, z, basis)  # (B, K, 4), (B, K, D_i, 4)
+        pair = self.contact.sender_jacobians(states, slot_mask, self.encoder.std[:4])  # (B, K, K, D_j, 4)
+        return torch.einsum("bijoc,biec->bijoe", pair, decoder)
 
     def imagine(
         self,

@@ -12,6 +12,7 @@ from causal_wm.transition import (
     TransitionGNN,
     TransitionOutput,
     action_sparsity_penalty,
+    mlp_jvp,
     sparsity_penalty,
 )
 
@@ -577,3 +578,43 @@ def test_contact_range_detach_stops_the_range_weights_gradient_in_training_only(
     torch.testing.assert_close(manual.detach(), out)
     (g_manual,) = torch.autograd.grad((manual * torch.linspace(-1, 1, 6)).sum(), x)
     torch.testing.assert_close(g, g_manual)
+
+
+def test_mlp_jvp_equals_autograd_forward_mode_and_refuses_other_layers():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5)
+    ).double()
+    x, tangents = torch.randn(3, 4, 6, dtype=torch.float64), torch.randn(3, 4, 7, 6, dtype=torch.float64)
+    out, jvp = mlp_jvp(mlp, x, tangents)
+    assert out.shape == (3, 4, 5) and jvp.shape == (3, 4, 7, 5)
+    torch.testing.assert_close(out, mlp(x))
+    for t in range(7):
+        torch.testing.assert_close(jvp[:, :, t], torch.func.jvp(mlp, (x,), (tangents[:, :, t],))[1])
+    with pytest.raises(TypeError, match="Linear and ReLU"):
+        mlp_jvp(torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh()).double(), x, tangents)
+
+
+@pytest.mark.parametrize("contact_range, lookahead, detach", [(0.0, 0.0, False), (2.0, 0.0, False), (2.0, 0.5, True)])
+def test_contact_sender_jacobians_equal_autograd(contact_range, lookahead, detach):
+    """The hand-written forward mode through the pair features, the MLP and the range weight equals autograd on each
+    message, 0 on the diagonal and for padding; in training with ``range_detach`` the weight's derivative is left out,
+    as the detached forward pass leaves it out of the gradient."""
+    torch.manual_seed(1)
+    contact = ContactMessages(3, hidden=16, contact_range=contact_range, contact_lookahead=lookahead,
+                              range_detach=detach).double().eval()  # fmt: skip
+    states = torch.randn(2, 4, 4, dtype=torch.float64)
+    scale = torch.tensor([1.5, 1.0, 0.5, 2.0], dtype=torch.float64)
+    mask = torch.tensor([[True] * 4, [True, True, False, True]])
+    for training in (False, True):
+        contact.train(training)
+        fast = contact.sender_jacobians(states, mask, scale)  # (B, K_i, K_j, D, 4)
+        assert fast.shape == (2, 4, 4, 3, 4)
+        for b, i, j in [(0, 0, 1), (0, 3, 2), (1, 1, 3), (1, 3, 0)]:
+            exact = torch.autograd.functional.jacobian(
+                lambda s, b=b, j=j: contact.pair_messages(s, states[b, j], scale), states[b, i]
+            )  # (D, 4)
+            torch.testing.assert_close(fast[b, i, j], exact)
+        assert (fast[1, 2] == 0).all() and (fast[1, :, 2] == 0).all() and (fast[0, 2, 2] == 0).all()
+        if detach and training:  # only the weight's derivative differs from eval mode
+            assert not torch.allclose(fast, contact.eval().sender_jacobians(states, mask, scale))
