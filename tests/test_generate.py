@@ -162,7 +162,8 @@ def test_killed_run_leaves_no_output(tmp_path, sig):
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(sig)
-    proc.wait(timeout=30)
-    assert proc.returncode != 0 and not out.exists()
+    _, stderr = proc.communicate(timeout=30)
+    report = f"exit {proc.returncode}, files {sorted(p.name for p in tmp_path.iterdir())}, stderr:\n{stderr.decode()}"
+    assert proc.returncode != 0 and not out.exists(), report
     if sig != signal.SIGKILL:  # Ctrl-C and kill also remove the temporary files
-        assert list(tmp_path.iterdir()) == []
+        assert list(tmp_path.iterdir()) == [], report
