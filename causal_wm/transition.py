@@ -700,10 +700,17 @@ def closest_approach(d: Tensor, u: Tensor, lookahead: float) -> Tensor:
     """(..., 1) min over t in [0, lookahead] of |d + t u| for relative positions ``d`` and velocities ``u`` (..., 2):
     t* = clamp(-d·u / |u|², 0, lookahead); the present |d| for lookahead 0. Used by `ContactMessages`' range and by
     analysis/contact_range.py, which chooses it."""
+    offset, _ = _closest_offset(d, u, lookahead)
+    return (offset.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+
+
+def _closest_offset(d: Tensor, u: Tensor, lookahead: float) -> tuple[Tensor, Tensor | float]:
+    """The relative position d + t* u (..., 2) at the closest approach within [0, lookahead], and t* (..., 1) (0.0
+    for lookahead 0)."""
     if lookahead > 0:
         t = (-(d * u).sum(-1, keepdim=True) / (u.pow(2).sum(-1, keepdim=True) + 1e-12)).clamp(0.0, lookahead)
-        d = d + t * u
-    return (d.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+        return d + t * u, t
+    return d, 0.0
 
 
 class ContactMessages(nn.Module):
@@ -802,6 +809,18 @@ class ContactMessages(nn.Module):
             d, u = d.detach(), u.detach()
         return torch.sigmoid((self.contact_range - self.approach(d, u, state_scale)) * (20.0 / self.contact_range))
 
+    def _range_weight_derivative(self, d: Tensor, u: Tensor, state_scale: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The range weight (..., 1) of pairs with relative position ``d`` and velocity ``u`` (..., 2), and its
+        derivative (..., 4) with respect to the sender's x, y, vx, vy. The distance |o| of the closest offset
+        o = d + t* u changes with o as o / |o|; t* does not move it, being clamped or at the minimum over t."""
+        scale = d.new_ones(4) if state_scale is None else state_scale
+        offset, t = _closest_offset(d * scale[:2], u * scale[2:], self.contact_lookahead)
+        distance = (offset.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+        weight = torch.sigmoid((self.contact_range - distance) * (20.0 / self.contact_range))
+        along = offset / distance
+        slope = -weight * (1 - weight) * (20.0 / self.contact_range)
+        return weight, slope * torch.cat([along * scale[:2], t * along * scale[2:]], dim=-1)
+
     def approach(self, d: Tensor, u: Tensor, state_scale: Tensor | None = None) -> Tensor:
         """(..., 1) distance of pairs with relative position ``d`` and velocity ``u`` (..., 2) that the range applies
         to, in the units of ``state_scale``: `closest_approach` within ``contact_lookahead``."""
@@ -828,15 +847,10 @@ class ContactMessages(nn.Module):
         feature_jac[..., 2:, 5] = along_d
         messages, jac = mlp_jvp(self.mlp, torch.cat([d, dist, u, closing], dim=-1), feature_jac)  # (.., D), (.., 4, D)
         if self.contact_range > 0:
-            detached = self.range_detach and self.training
-            with torch.enable_grad():
-                own = sender.detach().requires_grad_(not detached)  # each pair's own copy of its sender's state
-                dg, ug, _, _ = self._geometry(own, receiver.detach())
-                weight = self._range_weight(dg, ug, state_scale)  # (B, K_i, K_j, 1)
-                grad = (
-                    torch.autograd.grad(weight.sum(), own)[0] if own.requires_grad else torch.zeros_like(own)
-                )  # (B, K_i, K_j, 4): the weight's sender derivative
-            jac = jac * weight.detach()[..., None] + grad[..., :, None] * messages[..., None, :]
+            weight, slope = self._range_weight_derivative(d, u, state_scale)  # (B, K_i, K_j, 1), (B, K_i, K_j, 4)
+            jac = jac * weight[..., None]
+            if not (self.range_detach and self.training):  # a detached weight passes no derivative
+                jac = jac + slope[..., :, None] * messages[..., None, :]
         valid = self._valid(states, slot_mask)
         return jac.transpose(-1, -2) * valid[..., None, None].to(jac.dtype)
 
