@@ -66,6 +66,7 @@ def run_cell(run: Path, do_text: str, out: Path, episodes: int, horizon: int, se
             learned_edges=g["learned"]["edges"],
             true_edges=g["true"]["edges"],
             falsified=g.get("falsification", {}).get("falsified"),
+            true_falsified=g.get("falsification_true", {}).get("falsified"),
         )
     row["simulator_effects"] = [
         x for ep in e["per_episode"] for i, x in enumerate(ep["simulator_effect"]) if i not in ep["intervened"]
@@ -124,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             if row is not None:
                 table["interventions"].setdefault(key, []).append(row)
     lines = [
-        "| do() | runs | Pearson | Spearman | sign agreement | |ACE learned − true| |",
-        "|---|---|---|---|---|---|",
+        "| do() | runs | Pearson | Spearman | sign agreement | |ACE learned − true| | falsified (learned / true) |",
+        "|---|---|---|---|---|---|---|",
     ]
     sim_all, model_all = [], []
     for rows in table["interventions"].values():
@@ -137,9 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             mean, lo, hi = metrics.mean_ci(vals)
             return f"{mean:.3f}" if not np.isfinite(lo) else f"{mean:.3f} ± {(hi - lo) / 2:.3f}"
 
+        def falsified(k, rows=rows):
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            return f"{sum(vals)}/{len(vals)}" if vals else "–"
+
         lines.append(
             f"| {rows[0]['do']} | {len(rows)} | {stat('pearson')} | {stat('spearman')} | "
-            f"{stat('sign_agreement')} | {stat('ace_abs_error')} |"
+            f"{stat('sign_agreement')} | {stat('ace_abs_error')} | {falsified('falsified')} / "
+            f"{falsified('true_falsified')} |"
         )
         for r in rows:
             sim_all += r["simulator_effects"]

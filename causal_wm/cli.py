@@ -555,7 +555,8 @@ def cmd_intervene(args) -> int:
         print(
             f"dowhy gcm (episode 0): ACE of do(x{g['source']} += {g['delta']}) learned vs true graph, mean abs "
             f"difference {fmt(g['ace_abs_error'])}; learned graph {g['learned']['edges']} edges, true "
-            f"{g['true']['edges']}; falsified: {g.get('falsification', {}).get('falsified')}"
+            f"{g['true']['edges']}; falsified: learned {g.get('falsification', {}).get('falsified')}, true "
+            f"{g.get('falsification_true', {}).get('falsified')}"
         )
     print(f"wrote {out}")
     return 0
@@ -746,9 +747,11 @@ def quickstart_report(result: dict, probed: dict, report: dict, figures: list, a
     if "gcm" in report:
         g = report["gcm"]
         falsified = g.get("falsification", {}).get("falsified")
+        reference = g.get("falsification_true", {}).get("falsified")
         lines.append(
             f"dowhy gcm: mean |ACE(learned graph) − ACE(true graph)| = {fmt(g['ace_abs_error'])}; learned graph "
-            f"from {g['learned_graph_from']}; falsified by the simulator data: {falsified}."
+            f"from {g['learned_graph_from']}; falsified by the simulator data: {falsified} (the true graph: "
+            f"{reference})."
         )
     lines += ["", "## Figures", ""]
     for path in figures:

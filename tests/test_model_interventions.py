@@ -128,7 +128,8 @@ def test_intervene_cli_smoke(state_run, capsys):
     assert len(first["simulator_effect"]) == first["num_objects"] == len(first["model_effect"])
     assert first["simulator_effect"][0] > 0  # the pushed object moved away from its factual path
     g = report["gcm"]
-    assert set(g) >= {"learned", "true", "ace_abs_error", "falsification", "learned_graph"}
+    assert set(g) >= {"learned", "true", "ace_abs_error", "falsification", "falsification_true", "learned_graph"}
+    assert {"falsifiable", "falsified", "summary"} <= set(g["falsification_true"])
     before = (state_run / "intervene.json").read_bytes()
     assert main(args) == 2  # no clobbering without --overwrite
     assert (state_run / "intervene.json").read_bytes() == before
