@@ -807,7 +807,11 @@ class ContactMessages(nn.Module):
         """(..., 1) sigmoid((range - distance) / (range / 20)); detached geometry in training with ``range_detach``."""
         if self.range_detach and self.training:
             d, u = d.detach(), u.detach()
-        return torch.sigmoid((self.contact_range - self.approach(d, u, state_scale)) * (20.0 / self.contact_range))
+        return self._fade(self.approach(d, u, state_scale))
+
+    def _fade(self, distance: Tensor) -> Tensor:
+        """The range weight sigmoid((range - distance) / (range / 20)) of pairs at ``distance`` (..., 1)."""
+        return torch.sigmoid((self.contact_range - distance) * (20.0 / self.contact_range))
 
     def _range_weight_derivative(self, d: Tensor, u: Tensor, state_scale: Tensor | None) -> tuple[Tensor, Tensor]:
         """The range weight (..., 1) of pairs with relative position ``d`` and velocity ``u`` (..., 2), and its
@@ -816,7 +820,7 @@ class ContactMessages(nn.Module):
         scale = d.new_ones(4) if state_scale is None else state_scale
         offset, t = _closest_offset(d * scale[:2], u * scale[2:], self.contact_lookahead)
         distance = (offset.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
-        weight = torch.sigmoid((self.contact_range - distance) * (20.0 / self.contact_range))
+        weight = self._fade(distance)
         along = offset / distance
         slope = -weight * (1 - weight) * (20.0 / self.contact_range)
         return weight, slope * torch.cat([along * scale[:2], t * along * scale[2:]], dim=-1)
