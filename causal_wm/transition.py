@@ -700,17 +700,17 @@ def closest_approach(d: Tensor, u: Tensor, lookahead: float) -> Tensor:
     """(..., 1) min over t in [0, lookahead] of |d + t u| for relative positions ``d`` and velocities ``u`` (..., 2):
     t* = clamp(-d·u / |u|², 0, lookahead); the present |d| for lookahead 0. Used by `ContactMessages`' range and by
     analysis/contact_range.py, which chooses it."""
-    offset, _ = _closest_offset(d, u, lookahead)
-    return (offset.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+    return _closest_offset(d, u, lookahead)[2]
 
 
-def _closest_offset(d: Tensor, u: Tensor, lookahead: float) -> tuple[Tensor, Tensor | float]:
-    """The relative position d + t* u (..., 2) at the closest approach within [0, lookahead], and t* (..., 1) (0.0
-    for lookahead 0)."""
+def _closest_offset(d: Tensor, u: Tensor, lookahead: float) -> tuple[Tensor, Tensor | float, Tensor]:
+    """The relative position o = d + t* u (..., 2) at the closest approach within [0, lookahead], t* (..., 1) (0.0
+    for lookahead 0), and the distance |o| (..., 1)."""
+    t = 0.0
     if lookahead > 0:
         t = (-(d * u).sum(-1, keepdim=True) / (u.pow(2).sum(-1, keepdim=True) + 1e-12)).clamp(0.0, lookahead)
-        return d + t * u, t
-    return d, 0.0
+        d = d + t * u
+    return d, t, (d.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
 
 
 class ContactMessages(nn.Module):
@@ -818,8 +818,7 @@ class ContactMessages(nn.Module):
         derivative (..., 4) with respect to the sender's x, y, vx, vy. The distance |o| of the closest offset
         o = d + t* u changes with o as o / |o|; t* does not move it, being clamped or at the minimum over t."""
         scale = d.new_ones(4) if state_scale is None else state_scale
-        offset, t = _closest_offset(d * scale[:2], u * scale[2:], self.contact_lookahead)
-        distance = (offset.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()
+        offset, t, distance = _closest_offset(d * scale[:2], u * scale[2:], self.contact_lookahead)
         weight = self._fade(distance)
         along = offset / distance
         slope = -weight * (1 - weight) * (20.0 / self.contact_range)
