@@ -68,6 +68,10 @@ def run_cell(run: Path, do_text: str, out: Path, episodes: int, horizon: int, se
             falsified=g.get("falsification", {}).get("falsified"),
             true_falsified=g.get("falsification_true", {}).get("falsified"),
         )
+        for key, name in (("falsification", "violated"), ("falsification_true", "true_violated")):
+            f = g.get(key, {})
+            if f.get("tests"):
+                row[name] = f["violations"] / f["tests"]  # fraction of local Markov conditions violated
     row["simulator_effects"] = [
         x for ep in e["per_episode"] for i, x in enumerate(ep["simulator_effect"]) if i not in ep["intervened"]
     ]
@@ -125,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             if row is not None:
                 table["interventions"].setdefault(key, []).append(row)
     lines = [
-        "| do() | runs | Pearson | Spearman | sign agreement | |ACE learned − true| | falsified (learned / true) |",
-        "|---|---|---|---|---|---|---|",
+        "| do() | runs | Pearson | Spearman | sign agreement | |ACE learned − true| | falsified (learned / true) "
+        "| conditions violated (learned / true) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     sim_all, model_all = [], []
     for rows in table["interventions"].values():
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {rows[0]['do']} | {len(rows)} | {stat('pearson')} | {stat('spearman')} | "
             f"{stat('sign_agreement')} | {stat('ace_abs_error')} | {falsified('falsified')} / "
-            f"{falsified('true_falsified')} |"
+            f"{falsified('true_falsified')} | {stat('violated')} / {stat('true_violated')} |"
         )
         for r in rows:
             sim_all += r["simulator_effects"]

@@ -524,6 +524,15 @@ def _add_intervene(sub) -> None:
     p.set_defaults(func=cmd_intervene)
 
 
+def _falsified(result: dict | None) -> str:
+    """gcm's falsification verdict with the share of local Markov conditions the graph violates."""
+    if not result:
+        return "None"
+    if not result.get("tests"):
+        return str(result.get("falsified"))
+    return f"{result.get('falsified')} ({result['violations']}/{result['tests']} conditions violated)"
+
+
 def cmd_intervene(args) -> int:
     from causal_wm.config import write_json
     from causal_wm.interventions import intervene_report
@@ -555,8 +564,8 @@ def cmd_intervene(args) -> int:
         print(
             f"dowhy gcm (episode 0): ACE of do(x{g['source']} += {g['delta']}) learned vs true graph, mean abs "
             f"difference {fmt(g['ace_abs_error'])}; learned graph {g['learned']['edges']} edges, true "
-            f"{g['true']['edges']}; falsified: learned {g.get('falsification', {}).get('falsified')}, true "
-            f"{g.get('falsification_true', {}).get('falsified')}"
+            f"{g['true']['edges']}; falsified: learned {_falsified(g.get('falsification'))}, true "
+            f"{_falsified(g.get('falsification_true'))}"
         )
     print(f"wrote {out}")
     return 0
@@ -746,8 +755,8 @@ def quickstart_report(result: dict, probed: dict, report: dict, figures: list, a
     ]
     if "gcm" in report:
         g = report["gcm"]
-        falsified = g.get("falsification", {}).get("falsified")
-        reference = g.get("falsification_true", {}).get("falsified")
+        falsified = _falsified(g.get("falsification"))
+        reference = _falsified(g.get("falsification_true"))
         lines.append(
             f"dowhy gcm: mean |ACE(learned graph) − ACE(true graph)| = {fmt(g['ace_abs_error'])}; learned graph "
             f"from {g['learned_graph_from']}; falsified by the simulator data: {falsified} (the true graph: "

@@ -300,6 +300,7 @@ class Rollout:
     masks: np.ndarray | None = None  # (T, H, W) uint8
     exact_positions: np.ndarray | None = None  # (T, N, 2) float64, as pymunk holds them
     interventions: tuple[Intervention, ...] = ()
+    wall_contacts: np.ndarray | None = None  # (T, N) uint8, object touching a wall in the physics steps from t-1 to t
 
     @property
     def positions(self) -> np.ndarray:
@@ -338,6 +339,7 @@ class World:
         self.present = np.zeros(n, dtype=bool)
         self.springs: dict[tuple[int, int], pymunk.DampedSpring] = {}
         self.contacts = np.zeros((n, n), dtype=np.uint8)
+        self.wall_contacts = np.zeros(n, dtype=np.uint8)
         self.num_added = spec.num_objects
         self._slot: dict[int, int] = {}  # pymunk body id -> object index
         self._buffer = pmb.Buffer()
@@ -393,7 +395,8 @@ class World:
         self.springs[(i, j)] = spring
 
     def _record_contacts(self) -> None:
-        """Mark pairs of objects touching after the last pymunk step (cached arbiters have no contacts)."""
+        """Mark pairs of objects touching after the last pymunk step (cached arbiters have no contacts), and objects
+        touching a wall (an arbiter with the static body)."""
         buf = self._buffer
         buf.clear()
         pmb.get_space_arbiters(self.space, _ARBITER_FIELDS, buf)
@@ -402,6 +405,8 @@ class World:
             i, j = self._slot.get(id_a, -1), self._slot.get(id_b, -1)
             if count and i >= 0 and j >= 0:
                 self.contacts[i, j] = self.contacts[j, i] = 1
+            elif count and max(i, j) >= 0:
+                self.wall_contacts[max(i, j)] = 1
 
     def _read_bodies(self) -> tuple[np.ndarray, np.ndarray]:
         """Object indices (M,) and [x, y, angle, vx, vy] (M, 5) of the objects' bodies, in one batch call."""
@@ -419,8 +424,9 @@ class World:
     # -- dynamics ------------------------------------------------------------------------------------------------
     def step(self, action: int, record_contacts: bool = True) -> None:
         """Apply ``action`` (an impulse) and advance one frame; ``self.contacts`` then holds this frame's contacts
-        (unless ``record_contacts`` is False)."""
+        and ``self.wall_contacts`` its objects that touched a wall (unless ``record_contacts`` is False)."""
         self.contacts[:] = 0
+        self.wall_contacts[:] = 0
         action = int(action)
         if action > 0:
             i, d = divmod(action - 1, 4)
@@ -633,6 +639,7 @@ class Scene:
         mass = np.zeros((steps, n))
         present = np.zeros((steps, n), dtype=bool)
         contacts = np.zeros((steps, n, n), dtype=np.uint8)
+        wall_contacts = np.zeros((steps, n), dtype=np.uint8)
         adjacency = np.zeros((steps, n, n), dtype=np.uint8)
         spring_sets: list[tuple] = []
         adj = world.adjacency()
@@ -640,6 +647,7 @@ class Scene:
             if t > 0:
                 world.step(actions[t - 1])
                 contacts[t] = world.contacts
+                wall_contacts[t] = world.wall_contacts
             if t in by_step:
                 for iv in by_step[t]:
                     world.apply(iv)
@@ -667,6 +675,7 @@ class Scene:
             spring_present,
             exact_positions=raw[..., :2],
             interventions=tuple(interventions),
+            wall_contacts=wall_contacts,
         )
         if render_frames:
             out.frames, out.masks = self.render(out, world)

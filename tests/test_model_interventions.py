@@ -120,7 +120,8 @@ def state_run(tmp_path_factory):
 def test_intervene_cli_smoke(state_run, capsys):
     args = ["intervene", str(state_run), "--do", "velocity[0]+=(20,0)", "--episodes", "2", "--horizon", "3"]
     assert main(args) == 0
-    assert "Pearson" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Pearson" in printed and "conditions violated" in printed
     report = json.loads((state_run / "intervene.json").read_text())
     e = report["effects"]
     assert e["scene"] == "springs" and e["episodes"] == 2 and len(e["per_episode"]) == 2
@@ -129,7 +130,7 @@ def test_intervene_cli_smoke(state_run, capsys):
     assert first["simulator_effect"][0] > 0  # the pushed object moved away from its factual path
     g = report["gcm"]
     assert set(g) >= {"learned", "true", "ace_abs_error", "falsification", "falsification_true", "learned_graph"}
-    assert {"falsifiable", "falsified", "summary"} <= set(g["falsification_true"])
+    assert {"falsifiable", "falsified", "violations", "tests", "summary"} <= set(g["falsification_true"])
     before = (state_run / "intervene.json").read_bytes()
     assert main(args) == 2  # no clobbering without --overwrite
     assert (state_run / "intervene.json").read_bytes() == before
@@ -162,3 +163,18 @@ def test_intervene_cli_refuses_bad_do(state_run, tmp_path, capsys, do_text, mess
     assert main(["intervene", str(state_run), "--do", do_text, "--episodes", "1", "--out", str(out), "--no-gcm"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_falsification_keeps_the_true_spring_graph_and_rejects_the_empty_one():
+    """With pushes as the a's exogenous noise and touching steps left out, gcm's test tells graphs apart on springs:
+    the true graph violates few local Markov conditions and is kept, the empty graph violates many and is rejected."""
+    scene = envs.make_scene("springs")
+    spec = scene.sample_spec(np.random.default_rng(1), 5)
+    true = scene.rollout(spec, np.zeros(2, dtype=np.int64), render_frames=False).adjacency[0].astype(bool)
+    data = iv.unrolled_samples(scene, spec, rollouts=40, seed=1)
+    assert list(data.columns[:2]) == ["x0", "x1"] and list(data.columns[-1:]) == ["a4"]
+    assert 0 < data.attrs["rows_kept"] == len(data) < data.attrs["rows_simulated"]
+    right = iv.graph_falsification(true, data, seed=1)
+    empty = iv.graph_falsification(np.zeros_like(true), data, seed=1)
+    assert right["falsified"] is False and empty["falsified"] is True
+    assert right["violations"] / right["tests"] < 0.15 < empty["violations"] / empty["tests"]

@@ -26,7 +26,7 @@ def test_rollout_shapes_and_determinism(name):
     b = scene.rollout(*episode(name, seed=3, num_objects=(3, 5))[1:])
     n, t = spec.num_objects, len(actions) + 1
     assert a.states.shape == (t, n, len(envs.STATE_FEATURES)) and a.states.dtype == np.float32
-    assert a.contacts.shape == a.adjacency.shape == (t, n, n)
+    assert a.contacts.shape == a.adjacency.shape == (t, n, n) and a.wall_contacts.shape == (t, n)
     assert a.frames.shape == (t, 64, 64, 3) and a.masks.shape == (t, 64, 64)
     assert a.states.tobytes() == b.states.tobytes() and a.frames.tobytes() == b.frames.tobytes()
     c = scene.rollout(*episode(name, seed=4, num_objects=(3, 5))[1:])
@@ -245,3 +245,5 @@ def test_fast_balls_bounce_off_every_wall_instead_of_tunnelling(velocity):
     assert (x > -6).all() and (x < 106).all()  # never wholly outside the arena
     bounced = run.states[:, 0, 2:4] @ np.array(velocity) < 0
     assert bounced.any()  # it came back off the wall
+    first = int(np.argmax(bounced))  # the first frame after the bounce: the wall was touched on the way to it
+    assert run.wall_contacts[first, 0] == 1 and not run.wall_contacts[:first].any() and not run.contacts.any()
