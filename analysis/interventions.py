@@ -72,6 +72,8 @@ def run_cell(run: Path, do_text: str, out: Path, episodes: int, horizon: int, se
             f = g.get(key, {})
             if f.get("tests"):
                 row[name] = f["violations"] / f["tests"]  # fraction of local Markov conditions violated
+            if f.get("edges_checked"):
+                row[name.replace("violated", "superfluous")] = len(f["superfluous_edges"]) / f["edges_checked"]
     row["simulator_effects"] = [
         x for ep in e["per_episode"] for i, x in enumerate(ep["simulator_effect"]) if i not in ep["intervened"]
     ]
@@ -130,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 table["interventions"].setdefault(key, []).append(row)
     lines = [
         "| do() | runs | Pearson | Spearman | sign agreement | |ACE learned − true| | falsified (learned / true) "
-        "| conditions violated (learned / true) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| conditions violated (learned / true) | edges superfluous (learned / true) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     sim_all, model_all = [], []
     for rows in table["interventions"].values():
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {rows[0]['do']} | {len(rows)} | {stat('pearson')} | {stat('spearman')} | "
             f"{stat('sign_agreement')} | {stat('ace_abs_error')} | {falsified('falsified')} / "
-            f"{falsified('true_falsified')} | {stat('violated')} / {stat('true_violated')} |"
+            f"{falsified('true_falsified')} | {stat('violated')} / {stat('true_violated')} | "
+            f"{stat('superfluous')} / {stat('true_superfluous')} |"
         )
         for r in rows:
             sim_all += r["simulator_effects"]

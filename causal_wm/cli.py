@@ -525,12 +525,16 @@ def _add_intervene(sub) -> None:
 
 
 def _falsified(result: dict | None) -> str:
-    """gcm's falsification verdict with the share of local Markov conditions the graph violates."""
+    """gcm's falsification verdict with the share of local Markov conditions the graph violates and the edges the
+    causal-minimality check would remove."""
     if not result:
         return "None"
     if not result.get("tests"):
         return str(result.get("falsified"))
-    return f"{result.get('falsified')} ({result['violations']}/{result['tests']} conditions violated)"
+    text = f"{result.get('falsified')} ({result['violations']}/{result['tests']} conditions violated"
+    if "superfluous_edges" in result:
+        text += f", {len(result['superfluous_edges'])}/{result['edges_checked']} edges superfluous"
+    return text + ")"
 
 
 def cmd_intervene(args) -> int:

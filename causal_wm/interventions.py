@@ -384,7 +384,12 @@ def graph_falsification(adjacency: np.ndarray, data, seed: int = 0, max_rows: in
     against ``data`` (at most ``max_rows`` rows), with linear partial-correlation tests and 20 permuted graphs:
     ``falsifiable`` (the data can tell this graph from random ones), ``falsified`` (the data reject it), the local
     Markov conditions it violates (``violations`` of ``tests``, at the 5% level) and the first lines of dowhy's
-    summary."""
+    summary.
+
+    Local Markov conditions cannot reject an edge too many (a complete graph implies no independence to test), so
+    gcm's causal-minimality check is run too: ``superfluous_edges`` lists the object edges i -> j of the graph for
+    which every one of object i's state variables is independent of a_j given a_j's other parents (the data support
+    removing the edge), out of ``edges_checked``."""
     from dowhy import gcm
     from dowhy.gcm.falsify import FalsifyConst, falsify_graph
 
@@ -397,10 +402,20 @@ def graph_falsification(adjacency: np.ndarray, data, seed: int = 0, max_rows: in
         n_permutations=20,
         show_progress_bar=False,
         n_jobs=1,
+        suggestions=True,
     )
     out = {"falsifiable": bool(result.falsifiable), "falsified": bool(result.falsified)}
     lmc = result.summary[FalsifyConst.VALIDATE_LMC]
     out["violations"], out["tests"] = int(lmc[FalsifyConst.GIVEN_VIOLATIONS]), int(lmc[FalsifyConst.N_TESTS])
+    removable: dict[tuple[int, int], list[bool]] = {}  # object edge i -> j: is each state variable's edge removable
+    for (node, parent, _), (_, independent) in result.suggestions[FalsifyConst.VALIDATE_CM][
+        FalsifyConst.P_VALUES
+    ].items():
+        sender, receiver = re.fullmatch(r"[a-z]+(\d+)", parent), re.fullmatch(r"a(\d+)", node)
+        if receiver and sender and sender[1] != receiver[1]:
+            removable.setdefault((int(sender[1]), int(receiver[1])), []).append(bool(independent))
+    out["superfluous_edges"] = [f"{i}->{j}" for (i, j), flags in sorted(removable.items()) if all(flags)]
+    out["edges_checked"] = len(removable)
     out["summary"] = str(result).strip().splitlines()[:12]
     return out
 

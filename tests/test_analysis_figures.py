@@ -118,6 +118,12 @@ def test_keypoint_colours_smoke_prints_a_type_by_slot_table():
             assert np.abs(np.array(colour) - PALETTE[t % len(PALETTE)]).max() <= 40, (t, colour)
 
 
+def test_falsification_check_smoke_keeps_the_true_graph_ahead_of_the_empty_one():
+    out = run("analysis/falsification_check.py", "--smoke")
+    assert out.returncode == 0 and "smoke OK" in out.stdout, out.stdout + out.stderr
+    assert "| 0 | true |" in out.stdout and "| 0 | complete |" in out.stdout
+
+
 def test_intervention_suite_smoke():
     out = run("analysis/interventions.py", "--smoke")
     assert out.returncode == 0, out.stderr
