@@ -17,7 +17,8 @@ class CausalSceneEnv(gym.Env):
     Observations are RGB frames ``(H, W, 3)`` uint8 (``obs_type="pixels"``) or object states ``(N_max, F)``
     float32 (``obs_type="state"``). Actions are ``Discrete(1 + 4 * N_max)``: 0 is a no-op, ``1 + 4 * i + d`` pushes
     object ``i`` in direction ``d`` (up, right, down, left). The reward is always 0; episodes are truncated after
-    ``max_steps``. ``info`` carries the ground truth: ``adjacency``, ``contacts``, ``mask`` and ``num_objects``.
+    ``max_steps``. ``info`` carries the ground truth: ``adjacency``, ``contacts``, ``wall_contacts`` (objects that
+    touched a wall during the last step), ``mask`` and ``num_objects``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -77,6 +78,7 @@ class CausalSceneEnv(gym.Env):
             "adjacency": self.world.adjacency(),
             "mask": mask,
             "contacts": self.world.contacts.copy(),
+            "wall_contacts": self.world.wall_contacts.copy(),
             "state": state,
         }
         return (frame if self.obs_type == "pixels" else state), info

@@ -43,6 +43,9 @@ def test_env_matches_rollout():
     env = envs.make("billiards", obs_type="state", max_steps=10, num_objects=3)
     first, _ = env.reset(seed=0)
     actions = np.random.default_rng(0).integers(0, 13, 9)
-    states = [first] + [env.step(int(a))[0] for a in actions]
+    steps = [env.step(int(a)) for a in actions]
+    states = [first] + [s[0] for s in steps]
     run = env.unwrapped.scene.rollout(env.unwrapped.episode_spec, actions, render_frames=False)
     assert np.array_equal(np.array(states), run.states)
+    assert np.array_equal(np.array([s[4]["contacts"] for s in steps]), run.contacts[1:])
+    assert np.array_equal(np.array([s[4]["wall_contacts"] for s in steps]), run.wall_contacts[1:])
