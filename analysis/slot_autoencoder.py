@@ -99,11 +99,14 @@ def run(args: argparse.Namespace) -> dict:
         hidden=args.hidden,
         image_size=size,
         slot_init=args.slot_init,
+        iters=args.iters,
     )
     decoder = SpatialBroadcastDecoder(args.slot_dim, hidden=args.hidden, image_size=size)
     params = [*encoder.parameters(), *decoder.parameters()]
     opt = torch.optim.Adam(params, lr=args.lr)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "smoke")}
+    settings = {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "smoke", "save")
+    }
     result = {"settings": settings, "hardware": hardware(), "complete": False, "curve": []}
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
@@ -130,6 +133,11 @@ def run(args: argparse.Namespace) -> dict:
             print(json.dumps(row), flush=True)
             if args.out is not None:
                 write_json(args.out, result)
+    if args.save is not None:  # weights and settings, written atomically once training is complete
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.save.with_name(args.save.name + ".tmp")
+        torch.save({"encoder": encoder.state_dict(), "decoder": decoder.state_dict(), "settings": settings}, tmp)
+        tmp.replace(args.save)
     return result
 
 
@@ -144,7 +152,9 @@ def smoke() -> None:
         out = Path(tmp) / "ae.json"
         argv = ["--data", str(path), "--test", str(path), "--steps", "3", "--eval-every", "2", "--batch", "4"]
         argv += ["--slot-dim", "4", "--hidden", "8", "--recon-foreground", "5", "--eval-stride", "2", "--out", str(out)]
-        result = main(argv)
+        result = main([*argv, "--save", str(Path(tmp) / "ae.pt")])
+        weights = torch.load(Path(tmp) / "ae.pt")
+        assert set(weights) == {"encoder", "decoder", "settings"} and weights["settings"]["steps"] == 3
         saved = json.loads(out.read_text())
         assert saved["complete"] and [r["step"] for r in saved["curve"]] == [2, 3] == [
             r["step"] for r in result["curve"]
@@ -159,12 +169,14 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--test", type=Path, help="held-out file with frames and masks")
     parser.add_argument("--out", type=Path, help="JSON of the settings and the FG-ARI curve")
     parser.add_argument("--overwrite", action="store_true", help="replace a complete --out")
+    parser.add_argument("--save", type=Path, help="write the trained encoder and decoder weights here (torch.save)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=32, help="frames per step")
     parser.add_argument("--slots", type=int, default=6, help="slots K (objects + 1 for the background)")
     parser.add_argument("--slot-dim", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=32, help="channels of the backbone and the decoder")
     parser.add_argument("--slot-init", choices=SLOT_INITS, default="gaussian")
+    parser.add_argument("--iters", type=int, default=3, help="slot attention rounds (Locatello et al.: 3)")
     parser.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate after the warm-up")
     parser.add_argument("--warmup", type=int, default=500, help="steps of linear learning-rate warm-up")
     parser.add_argument("--recon-foreground", type=float, default=0.0, help="foreground weight W (0: plain MSE)")
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     if args.data is None or args.test is None:
         parser.error("--data and --test are required (or --smoke)")
-    positive = ("steps", "batch", "slots", "slot_dim", "hidden", "warmup", "train_episodes", "eval_episodes")
+    positive = ("steps", "batch", "slots", "slot_dim", "hidden", "warmup", "train_episodes", "eval_episodes", "iters")
     if min(getattr(args, k) for k in (*positive, "eval_stride", "eval_every", "threads")) < 1:
         parser.error("sizes, steps, strides and --threads must be >= 1")
     if args.lr <= 0 or args.recon_foreground < 0:
