@@ -25,6 +25,8 @@ SCRIPTS = [
     "analysis/one_step_dynamics.py",
     "analysis/regression_window.py",
     "analysis/slot_autoencoder.py",
+    "analysis/slot_rounds.py",
+    "analysis/falsification_check.py",
     "paper_figures/roc_curves.py",
     "paper_figures/learned_graph.py",
     "paper_figures/intervention_scatter.py",
@@ -116,6 +118,16 @@ def test_keypoint_colours_smoke_prints_a_type_by_slot_table():
     for t, colour in enumerate(drawn):
         if colour is not None:
             assert np.abs(np.array(colour) - PALETTE[t % len(PALETTE)]).max() <= 40, (t, colour)
+
+
+def test_slot_rounds_smoke_and_a_corrupt_model(tmp_path):
+    out = run("analysis/slot_rounds.py", "--smoke")
+    assert out.returncode == 0 and "smoke OK" in out.stdout, out.stdout + out.stderr
+    assert "rounds: FG-ARI" in out.stdout and "below it:" in out.stdout
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    out = run("analysis/slot_rounds.py", str(bad))
+    assert out.returncode == 1 and "is not a slot_autoencoder.py --save file" in out.stderr
 
 
 def test_falsification_check_smoke_keeps_the_true_graph_ahead_of_the_empty_one():

@@ -1,0 +1,155 @@
+"""Score a saved Slot Attention autoencoder with more attention rounds at test time, and say how its masks fail.
+
+`analysis/slot_autoencoder.py --save MODEL.pt` keeps the trained encoder and decoder. This script reloads them and
+scores the decoder's FG-ARI on the held-out frames the training script scored (the same episodes and stride) with
+each number of attention rounds in ``--iters``, averaged over ``--draws`` samples of the initial slots (Slot
+Attention samples them, so one score varies from draw to draw). For the first round count it also sorts the frames
+that score below 0.95: ``merge`` when two objects have most of their pixels in the same slot, ``split`` when an
+object's most common slot holds less than 75% of its pixels, ``other`` otherwise.
+
+    python analysis/slot_rounds.py results/slot_autoencoder_billiards_fg10_saved__0.pt --iters 3 5 7 10
+    python analysis/slot_rounds.py --smoke       # trains a tiny model for 3 steps and scores it (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from slot_autoencoder import load_frames, to_input  # analysis/ is the script's directory
+
+from causal_wm import metrics
+from causal_wm.config import write_json
+from causal_wm.decoder import SpatialBroadcastDecoder
+from causal_wm.encoders import SlotAttentionEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path, test: Path | None = None) -> tuple[SlotAttentionEncoder, SpatialBroadcastDecoder, dict]:
+    """The encoder and decoder of a ``slot_autoencoder.py --save`` file, in eval mode, and its settings (with
+    ``test`` as the held-out file when given)."""
+    try:
+        saved = torch.load(path, weights_only=True)
+        settings = dict(saved["settings"])
+    except Exception as err:  # a truncated or foreign file
+        sys.exit(f"slot_rounds.py: {path} is not a slot_autoencoder.py --save file ({type(err).__name__}: {err})")
+    if test is not None:
+        settings["test"] = str(test)
+    if not Path(settings["test"]).is_file():
+        sys.exit(f"slot_rounds.py: the held-out file {settings['test']} of {path} is not here; pass --test FILE")
+    frames, _ = load_frames(Path(settings["test"]), 1, 1, masks=False)
+    encoder = SlotAttentionEncoder(
+        in_channels=3,
+        num_slots=settings["slots"],
+        slot_dim=settings["slot_dim"],
+        hidden=settings["hidden"],
+        image_size=frames.shape[1],
+        slot_init=settings["slot_init"],
+        iters=settings.get("iters", 3),
+    )
+    decoder = SpatialBroadcastDecoder(settings["slot_dim"], hidden=settings["hidden"], image_size=frames.shape[1])
+    encoder.load_state_dict(saved["encoder"])
+    decoder.load_state_dict(saved["decoder"])
+    return encoder.eval(), decoder.eval(), settings
+
+
+@torch.no_grad()
+def decoder_masks(encoder, decoder, frames: torch.Tensor, batch: int = 50) -> np.ndarray:
+    """(N, K, H, W) decoder masks of ``frames``."""
+    return torch.cat(
+        [decoder(encoder(to_input(frames[a : a + batch])).slots).masks for a in range(0, len(frames), batch)]
+    ).numpy()
+
+
+def failure_kinds(ids: np.ndarray, masks: np.ndarray, scores: np.ndarray) -> dict[str, int]:
+    """Counts of the frames below 0.95 FG-ARI by kind of failure (see the module docstring)."""
+    pred = masks.argmax(1)
+    kinds: collections.Counter = collections.Counter()
+    for f in np.flatnonzero(scores < 0.95):
+        owner, split = [], False
+        for obj in np.unique(ids[f][ids[f] > 0]):
+            counts = np.bincount(pred[f][ids[f] == obj], minlength=masks.shape[1])
+            owner.append(int(counts.argmax()))
+            split |= counts.max() < 0.75 * counts.sum()
+        kinds["merge" if len(set(owner)) < len(owner) else "split" if split else "other"] += 1
+    return {k: kinds.get(k, 0) for k in ("merge", "split", "other")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", nargs="?", type=Path, help="a slot_autoencoder.py --save file")
+    ap.add_argument("--iters", type=int, nargs="+", default=[3, 5, 7, 10], help="attention rounds to score")
+    ap.add_argument("--test", type=Path, help="held-out file with masks (default: the one the model was scored on)")
+    ap.add_argument("--draws", type=int, default=3, help="samples of the initial slots per score")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, help="also write the scores to this JSON file")
+    ap.add_argument("--smoke", action="store_true", help="train a tiny model for 3 steps and score it (seconds)")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            from causal_wm.config import GenerateConfig
+            from causal_wm.generate import generate
+
+            data, model = Path(tmp) / "tiny.h5", Path(tmp) / "ae.pt"
+            generate(
+                GenerateConfig(episodes=4, seed=0, steps=4, num_objects="2-3", image_size=32), data, progress=False
+            )
+            train = [
+                sys.executable,
+                str(ROOT / "analysis/slot_autoencoder.py"),
+                "--data",
+                str(data),
+                "--test",
+                str(data),
+            ]
+            train += ["--steps", "3", "--batch", "4", "--slot-dim", "4", "--hidden", "8", "--eval-stride", "2"]
+            subprocess.run([*train, "--save", str(model)], check=True, capture_output=True)
+            code = main([str(model), "--iters", "1", "2", "--draws", "1", "--out", str(Path(tmp) / "r.json")])
+            print("smoke OK" if code == 0 else "smoke FAILED")
+            return code
+    if args.model is None:
+        ap.error("a saved model is required (or --smoke)")
+    if not args.model.is_file():
+        ap.error(f"{args.model} does not exist")
+    if min(args.iters) < 1 or args.draws < 1:
+        ap.error("--iters and --draws must be >= 1")
+    encoder, decoder, settings = load(args.model, args.test)
+    frames, ids = load_frames(Path(settings["test"]), settings["eval_episodes"], settings["eval_stride"], masks=True)
+    trained = settings.get("iters", 3)
+    print(f"{args.model}: {len(frames)} held-out frames of {settings['test']}, trained with {trained} rounds")
+    rows = []
+    for iters in args.iters:
+        encoder.slot_attention.iters = iters
+        torch.manual_seed(args.seed)
+        draws = [decoder_masks(encoder, decoder, frames) for _ in range(args.draws)]
+        scores = np.array([metrics.fg_ari(ids, m, per_sample=True) for m in draws])  # (draws, N)
+        row = {
+            "iters": iters,
+            "fg_ari": float(np.nanmean(scores)),
+            "fg_ari_draws": [float(np.nanmean(s)) for s in scores],
+            "frames_at_least_0.95": float(np.mean(scores >= 0.95)),
+        }
+        if not rows:
+            row["failures"] = failure_kinds(ids, draws[0], scores[0])
+        rows.append(row)
+        print(
+            f"  {iters:>2} rounds: FG-ARI {row['fg_ari']:.3f} (draws "
+            f"{', '.join(f'{v:.3f}' for v in row['fg_ari_draws'])}); "
+            f"{row['frames_at_least_0.95']:.0%} of frames >= 0.95"
+            + (f"; below it: {row['failures']}" if "failures" in row else "")
+        )
+    if args.out is not None:
+        write_json(args.out, {"model": str(args.model), "settings": settings, "rows": rows})
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
