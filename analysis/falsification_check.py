@@ -2,10 +2,10 @@
 
 For each seed, one episode's objects and springs are sampled, `causal_wm.interventions.unrolled_samples` simulates
 the time-unrolled data that ``causal-wm intervene`` tests graphs on, and `graph_falsification` is run on five
-graphs: the true one, the true one without one spring (both directions), the empty graph, the complete graph and a
-random graph with the true number of edges. Each row gives gcm's verdict, the share of local Markov conditions the
-graph violates (5% level) and the object edges gcm's causal-minimality check would remove; for the complete graph
-it also says how many of those are true non-edges.
+graphs: the true one, the true one without one pair of objects (both directions), the empty graph, the complete graph
+and a random graph with the true number of edges. Each row gives gcm's verdict, the share of local Markov conditions
+the graph violates (5% level) and the object edges gcm's causal-minimality check would remove, with how many of those
+are true non-edges.
 
     python analysis/falsification_check.py --seeds 0 1 2                  # springs, 5 balls (about 20 s per seed)
     python analysis/falsification_check.py --scene charges --seeds 0 1 2
@@ -35,7 +35,7 @@ def graphs(true: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         minus = true.copy()
         i, j = np.argwhere(true)[rng.integers(true.sum())]
         minus[i, j] = minus[j, i] = False
-        out["true minus one spring"] = minus
+        out["true minus one pair"] = minus
     out["empty"] = np.zeros_like(true)
     out["complete"] = off.copy()
     pairs = np.argwhere(off)

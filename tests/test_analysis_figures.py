@@ -120,6 +120,19 @@ def test_keypoint_colours_smoke_prints_a_type_by_slot_table():
             assert np.abs(np.array(colour) - PALETTE[t % len(PALETTE)]).max() <= 40, (t, colour)
 
 
+def test_interior_drops_object_rims(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    from slot_autoencoder import interior
+
+    ids = np.zeros((1, 8, 8), dtype=np.int64)
+    ids[0, 1:7, 1:7] = 1
+    ids[0, 3, 3] = 2  # a one-pixel object has no interior, and its neighbours become rim
+    out = interior(ids)[0]
+    assert out[3, 3] == 0 and out[2, 3] == out[3, 2] == out[4, 3] == out[3, 4] == 0
+    assert out[2, 2] == out[5, 5] == 1 and out[1].sum() == out[:, 1].sum() == 0  # the outer ring is rim
+    assert out.sum() == 16 - 5
+
+
 def test_slot_rounds_smoke_and_a_corrupt_model(tmp_path):
     out = run("analysis/slot_rounds.py", "--smoke")
     assert out.returncode == 0 and "smoke OK" in out.stdout, out.stdout + out.stderr
