@@ -34,6 +34,7 @@ from causal_wm.config import write_json
 from causal_wm.decoder import SpatialBroadcastDecoder
 from causal_wm.encoders import SLOT_INITS, SlotAttentionEncoder
 from causal_wm.losses import foreground_weights
+from causal_wm.train import _atomic_save
 
 
 def hardware() -> str:
@@ -135,9 +136,9 @@ def run(args: argparse.Namespace) -> dict:
                 write_json(args.out, result)
     if args.save is not None:  # weights and settings, written atomically once training is complete
         args.save.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.save.with_name(args.save.name + ".tmp")
-        torch.save({"encoder": encoder.state_dict(), "decoder": decoder.state_dict(), "settings": settings}, tmp)
-        tmp.replace(args.save)
+        _atomic_save(
+            {"encoder": encoder.state_dict(), "decoder": decoder.state_dict(), "settings": settings}, args.save
+        )
     return result
 
 
@@ -211,6 +212,10 @@ def main(argv: list[str] | None = None) -> dict | None:
                 f"{args.out} exists and is not a slot_autoencoder.py result; pass --overwrite or another --out"
             )
         if saved.get("complete"):
+            if args.save is not None and not args.save.exists():
+                parser.error(
+                    f"{args.out} is complete but {args.save} was never written; pass --overwrite to train again"
+                )
             print(f"{args.out} is complete; pass --overwrite to train again")
             return saved
         print(f"{args.out} is from an interrupted run; training again from step 0")

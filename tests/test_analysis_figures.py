@@ -96,6 +96,8 @@ def test_slot_autoencoder_smoke_and_its_output_rules(tmp_path):
     assert all(-1 <= r["fg_ari_decoder"] <= 1 and -1 <= r["fg_ari_attention"] <= 1 for r in first["curve"])
     again = run(*args, "--out", out)
     assert again.returncode == 0 and "is complete" in again.stdout and json.loads(out.read_text()) == first
+    unsaved = run(*args, "--out", out, "--save", tmp_path / "ae.pt")  # a complete run whose weights were never kept
+    assert unsaved.returncode == 2 and "was never written" in unsaved.stderr and not (tmp_path / "ae.pt").exists()
     states = run(*args[:4], tmp_path / "states.h5", *args[5:], "--out", tmp_path / "s.json")
     assert states.returncode != 0 and "image file is needed" in states.stderr and not (tmp_path / "s.json").exists()
     assert run(*args, "--recon-foreground", "-1").returncode == 2
@@ -141,6 +143,16 @@ def test_slot_rounds_smoke_and_a_corrupt_model(tmp_path):
     bad.write_bytes(b"not a model")
     out = run("analysis/slot_rounds.py", str(bad))
     assert out.returncode == 1 and "is not a slot_autoencoder.py --save file" in out.stderr
+    from causal_wm.config import GenerateConfig
+    from causal_wm.generate import generate
+
+    data = tmp_path / "img.h5"
+    generate(GenerateConfig(episodes=2, seed=0, steps=4, num_objects="2-3", image_size=32), data, progress=False)
+    train = ["analysis/slot_autoencoder.py", "--data", data, "--test", data, "--steps", "1", "--batch", "2"]
+    train += ["--slot-dim", "4", "--hidden", "8", "--eval-stride", "2", "--threads", "1", "--save", tmp_path / "m.pt"]
+    assert run(*train).returncode == 0
+    missing = run("analysis/slot_rounds.py", tmp_path / "m.pt", "--test", tmp_path / "gone.h5")
+    assert missing.returncode == 2 and "gone.h5" in missing.stderr and "is not here" in missing.stderr
 
 
 def test_falsification_check_smoke_keeps_the_true_graph_ahead_of_the_empty_one():
