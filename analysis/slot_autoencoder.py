@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> dict:
         image_size=size,
         slot_init=args.slot_init,
         iters=args.iters,
+        implicit=args.implicit,
     )
     decoder = SpatialBroadcastDecoder(args.slot_dim, hidden=args.hidden, image_size=size)
     params = [*encoder.parameters(), *decoder.parameters()]
@@ -178,6 +179,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--hidden", type=int, default=32, help="channels of the backbone and the decoder")
     parser.add_argument("--slot-init", choices=SLOT_INITS, default="gaussian")
     parser.add_argument("--iters", type=int, default=3, help="slot attention rounds (Locatello et al.: 3)")
+    parser.add_argument(
+        "--implicit",
+        action="store_true",
+        help="backpropagate through the last attention round only (Chang et al. 2022's implicit differentiation)",
+    )
     parser.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate after the warm-up")
     parser.add_argument("--warmup", type=int, default=500, help="steps of linear learning-rate warm-up")
     parser.add_argument("--recon-foreground", type=float, default=0.0, help="foreground weight W (0: plain MSE)")

@@ -173,6 +173,13 @@ def _add_train(sub) -> None:
         help="Slot Attention's initial slots: random draws from a learned Gaussian, tracked from frame to frame "
         "(default), or one learned query per slot, each frame encoded on its own",
     )
+    p.add_argument("--slot-iters", type=_positive_int, help="Slot Attention rounds per frame (default 3)")
+    p.add_argument(
+        "--slot-implicit",
+        action="store_true",
+        help="Slot Attention: backpropagate through the last round only (implicit differentiation, Chang et al. "
+        "2022), so more --slot-iters cost no more backward work",
+    )
     p.add_argument(
         "--contact-channel",
         action="store_true",
@@ -282,6 +289,8 @@ def cmd_train(args) -> int:
         "hidden": args.hidden,
         "graph_context": args.graph_context,
         "slot_init": args.slot_init,
+        "slot_iters": args.slot_iters,
+        "slot_implicit": args.slot_implicit or None,
         "contact_range": args.contact_range,
         "contact_lookahead": args.contact_lookahead,
         "contact_range_detach": args.contact_range_detach,
@@ -358,6 +367,12 @@ def _add_evaluate(sub) -> None:
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--data", required=True, type=Path, help="evaluation HDF5 dataset")
     p.add_argument("--horizons", default="1,5,10", help="comma-separated prediction horizons (default 1,5,10)")
+    p.add_argument(
+        "--slot-iters",
+        type=_positive_int,
+        help="Slot Attention runs: attention rounds at test time (default: as trained; more rounds let the grouping "
+        "settle, see the README)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing eval.json")
     _add_threads(p)
     p.set_defaults(func=cmd_evaluate)
@@ -374,7 +389,7 @@ def cmd_evaluate(args) -> int:
         raise CLIError("--horizons must be positive")
     if (args.run / "eval.json").exists() and not args.overwrite:
         raise CLIError(f"{args.run / 'eval.json'} exists; pass --overwrite to replace it")
-    result = evaluate(args.run, str(args.data), horizons=horizons, threads=args.threads)
+    result = evaluate(args.run, str(args.data), horizons=horizons, threads=args.threads, slot_iters=args.slot_iters)
     path = write_eval(args.run, result)
     for h in horizons:
         line = f"{h:>3} steps: Hits@1 {result['hits_at_1'][str(h)]:.4f}  MRR {result['mrr'][str(h)]:.4f}"

@@ -197,10 +197,22 @@ class SlotAttention(nn.Module):
         hidden: width of the residual MLP.
         eps: added to the attention before normalising it over inputs.
         init: "gaussian" (Locatello et al.) or "learned" (one learned query per slot).
+        implicit: backpropagate through the last round only (Chang et al. 2022, "Object representations as fixed
+            points": the first-order approximation of implicit differentiation). The first ``iters - 1`` rounds
+            run without a graph, and the last starts from ``slots.detach() + init - init.detach()``, so the
+            initialisation (mu and sigma, the queries, or ``init_slots``) still gets a straight-through gradient
+            (BO-QSA, Jia et al. 2023). Backward then costs one round whatever ``iters`` is.
     """
 
     def __init__(
-        self, num_slots: int, dim: int, iters: int = 3, hidden: int = 128, eps: float = 1e-8, init: str = "gaussian"
+        self,
+        num_slots: int,
+        dim: int,
+        iters: int = 3,
+        hidden: int = 128,
+        eps: float = 1e-8,
+        init: str = "gaussian",
+        implicit: bool = False,
     ):
         super().__init__()
         if iters < 1:
@@ -208,6 +220,7 @@ class SlotAttention(nn.Module):
         if init not in SLOT_INITS:
             raise ValueError(f"init must be one of {', '.join(SLOT_INITS)}, got {init!r}")
         self.init = init
+        self.implicit = implicit
         self.num_slots = num_slots
         self.dim = dim
         self.iters = iters
@@ -247,20 +260,30 @@ class SlotAttention(nn.Module):
             k = self.num_slots if num_slots is None else num_slots
             noise = torch.randn(batch, k, dim, device=inputs.device, dtype=inputs.dtype)  # (B, K, D)
             slots = self.mu + self.log_sigma.exp() * noise  # (B, K, D)
-        num = slots.shape[1]
-
         inputs = self.norm_inputs(inputs)
         keys = self.to_k(inputs)  # (B, L, D)
         values = self.to_v(inputs)  # (B, L, D)
-        for _ in range(self.iters):
-            queries = self.to_q(self.norm_slots(slots))  # (B, K, D)
-            logits = torch.einsum("bkd,bld->bkl", queries, keys) * self.scale  # (B, K, L)
-            attn = logits.softmax(dim=1)  # (B, K, L), competition between slots
-            weights = (attn + self.eps) / (attn + self.eps).sum(dim=-1, keepdim=True)  # (B, K, L), mean over inputs
-            updates = torch.einsum("bkl,bld->bkd", weights, values)  # (B, K, D)
-            slots = self.gru(updates.reshape(-1, dim), slots.reshape(-1, dim)).reshape(batch, num, dim)
-            slots = slots + self.mlp(self.norm_mlp(slots))  # (B, K, D)
-        return slots, attn
+        if not (self.implicit and torch.is_grad_enabled()):
+            for _ in range(self.iters):
+                slots, attn = self._round(slots, keys, values)
+            return slots, attn
+        start = slots
+        with torch.no_grad():
+            for _ in range(self.iters - 1):
+                slots, _ = self._round(slots, keys, values)
+        slots = slots + start - start.detach()  # the fixed point's value, the initialisation's gradient
+        return self._round(slots, keys, values)
+
+    def _round(self, slots: Tensor, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """One attention round: slots (B, K, D), keys and values (B, L, D) -> new slots, attention (B, K, L)."""
+        batch, num, dim = slots.shape
+        queries = self.to_q(self.norm_slots(slots))  # (B, K, D)
+        logits = torch.einsum("bkd,bld->bkl", queries, keys) * self.scale  # (B, K, L)
+        attn = logits.softmax(dim=1)  # (B, K, L), competition between slots
+        weights = (attn + self.eps) / (attn + self.eps).sum(dim=-1, keepdim=True)  # (B, K, L), mean over inputs
+        updates = torch.einsum("bkl,bld->bkd", weights, values)  # (B, K, D)
+        slots = self.gru(updates.reshape(-1, dim), slots.reshape(-1, dim)).reshape(batch, num, dim)
+        return slots + self.mlp(self.norm_mlp(slots)), attn  # (B, K, D), (B, K, L)
 
 
 class SlotAttentionEncoder(nn.Module):
@@ -286,6 +309,7 @@ class SlotAttentionEncoder(nn.Module):
         image_size: side H = W of the input.
         resolution: side of the feature grid slot attention runs on; ``image_size / 2**n`` with n >= 0.
         slot_init: "gaussian" or "learned" (see :class:`SlotAttention`).
+        implicit: backpropagate through the last attention round only (see :class:`SlotAttention`).
     """
 
     def __init__(
@@ -298,6 +322,7 @@ class SlotAttentionEncoder(nn.Module):
         image_size: int = 64,
         resolution: int | None = None,
         slot_init: str = "gaussian",
+        implicit: bool = False,
     ):
         super().__init__()
         resolution = image_size // 4 if resolution is None else resolution
@@ -316,7 +341,7 @@ class SlotAttentionEncoder(nn.Module):
         self.feature_mlp = nn.Sequential(
             nn.LayerNorm(hidden), nn.Linear(hidden, slot_dim), nn.ReLU(), nn.Linear(slot_dim, slot_dim)
         )
-        self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters, init=slot_init)
+        self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters, init=slot_init, implicit=implicit)
 
     @property
     def num_slots(self) -> int:

@@ -143,12 +143,25 @@ def _matched_probe(z0: torch.Tensor, enc_masks: torch.Tensor, data: EpisodeArray
 
 
 def evaluate(
-    run: str | os.PathLike, data_path: str, *, horizons=HORIZONS, batch: int = 256, threads: int | None = None
+    run: str | os.PathLike,
+    data_path: str,
+    *,
+    horizons=HORIZONS,
+    batch: int = 256,
+    threads: int | None = None,
+    slot_iters: int | None = None,
 ) -> dict:
     """Evaluate the run on ``data_path``; returns the eval.json content. ``threads``: torch CPU threads (default:
-    leave torch's setting, one per core unless the caller changed it)."""
+    leave torch's setting, one per core unless the caller changed it). ``slot_iters``: Slot Attention rounds at test
+    time (default: as trained), recorded in the result."""
     model = load_run(run)
     c = model.config
+    if slot_iters is not None:
+        if c.encoder != "slots":
+            raise TrainError(f"slot_iters applies to Slot Attention runs only; {run} has the {c.encoder} encoder")
+        if slot_iters < 1:
+            raise TrainError(f"slot_iters must be >= 1, got {slot_iters}")
+        model.encoder.slot_attention.iters = slot_iters
     t_start = time.perf_counter()
     data = EpisodeArrays(data_path, images=c.uses_images)
     history = c.history if c.uses_images else 1
@@ -181,6 +194,8 @@ def evaluate(
         for h in horizons:
             preds[h].append(roll[:, h])
     result = {"hits_at_1": {}, "mrr": {}, "episodes": int(data.num_episodes), "data": str(data_path)}
+    if c.encoder == "slots":
+        result["slot_iters"] = {"trained": c.slot_iters, "evaluated": slot_iters or c.slot_iters}
     with h5py.File(data_path, "r") as f:
         onsets = contact_onsets(f["contacts"], t0, horizons) if "contacts" in f else None
     if onsets is not None:

@@ -70,7 +70,11 @@ class ModelConfig:
     rollouts), a per-slot state decoder of normalised (x, y, vx, vy) for the state encoder (applied to the encoded and
     to the imagined slots, so the transition must predict the objects' motion)."""
     slot_iters: int = 3
-    """Slot Attention iterations."""
+    """Slot Attention iterations (rounds). `causal-wm evaluate --slot-iters` can run more at test time."""
+    slot_implicit: bool = False
+    """Slot Attention: backpropagate through the last round only (Chang et al. 2022's implicit differentiation,
+    with BO-QSA's straight-through gradient to the initial slots), so training cost does not grow with
+    ``slot_iters``."""
     slot_init: str = "gaussian"
     """Slot Attention's initial slots: gaussian (random draws from a learned Gaussian; frames are tracked, each
     initialised from the previous frame's slots) or learned (one learned query per slot; every frame is encoded on
@@ -181,7 +185,9 @@ class WorldModel(nn.Module):
         if c.encoder == "cnn":
             self.encoder = ObjectExtractorCNN(**image, keypoints=c.keypoints)
         elif c.encoder == "slots":
-            self.encoder = SlotAttentionEncoder(**image, iters=c.slot_iters, slot_init=c.slot_init)
+            self.encoder = SlotAttentionEncoder(
+                **image, iters=c.slot_iters, slot_init=c.slot_init, implicit=c.slot_implicit
+            )
         else:
             self.encoder = StateEncoder(
                 c.num_features,

@@ -233,6 +233,43 @@ def test_learned_slot_init_encodes_every_frame_on_its_own():
         ModelConfig(encoder="slots", slot_init="zeros")
 
 
+@pytest.mark.parametrize("init", ["gaussian", "learned"])
+def test_implicit_slot_attention_same_forward_one_round_of_backward(init):
+    """Implicit differentiation changes the gradient, not the slots: the forward pass equals full backpropagation's
+    under the same seed, the initialisation still gets a (straight-through) gradient, and the graph holds one round
+    (the attention of earlier rounds is not kept: far fewer saved tensors than with full backpropagation)."""
+    full = SlotAttention(num_slots=4, dim=8, iters=5, hidden=16, init=init)
+    implicit = SlotAttention(num_slots=4, dim=8, iters=5, hidden=16, init=init, implicit=True)
+    implicit.load_state_dict(full.state_dict())
+    inputs = torch.randn(3, 6, 8)
+    torch.manual_seed(1)
+    a, attn_a = full(inputs)
+    torch.manual_seed(1)
+    b, attn_b = implicit(inputs)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(attn_a, attn_b)
+
+    def graph_size(t: torch.Tensor) -> int:
+        seen, todo = set(), [t.grad_fn]
+        while todo:
+            fn = todo.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            todo.extend(f for f, _ in fn.next_functions)
+        return len(seen)
+
+    assert graph_size(b) < graph_size(a) / 3  # one round of five, plus the keys and values
+    b.square().sum().backward()
+    init_params = [implicit.mu, implicit.log_sigma] if init == "gaussian" else [implicit.queries]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in init_params)
+    assert implicit.to_q.weight.grad.abs().sum() > 0 and implicit.gru.weight_ih.grad.abs().sum() > 0
+    with torch.no_grad():  # no graph wanted: every round runs as in full backpropagation
+        torch.manual_seed(1)
+        c, _ = implicit(inputs)
+    torch.testing.assert_close(c, a)
+
+
 def test_slot_attention_rejects_zero_iterations():
     with pytest.raises(ValueError, match="iters"):
         SlotAttention(num_slots=3, dim=8, iters=0)

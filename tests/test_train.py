@@ -489,6 +489,32 @@ def test_cli_slot_init_learned_trains_evaluates_and_probes(tiny, tmp_path, capsy
         main(bad)
 
 
+def test_cli_slot_iters_implicit_training_and_more_rounds_at_test_time(tiny, tmp_path, capsys):
+    """--slot-iters and --slot-implicit reach the saved config; evaluate --slot-iters runs more rounds at test time,
+    records both counts, and leaves the run's config alone; a non-Slot-Attention run refuses it."""
+    run = tmp_path / "implicit"
+    args = ["--encoder", "slots", "--slot-iters", "2", "--slot-implicit", "--steps", "2", "--batch-size", "4"]
+    assert main(["train", "--data", str(tiny / "train.h5"), "--out", str(run), "--quiet", *args]) == 0
+    model = load_run(run)
+    assert model.config.slot_iters == 2 and model.config.slot_implicit and model.encoder.slot_attention.implicit
+    test = ["--data", str(tiny / "test.h5"), "--horizons", "1,2"]
+    assert main(["evaluate", str(run), *test]) == 0
+    default = json.loads((run / "eval.json").read_text())
+    assert default["slot_iters"] == {"trained": 2, "evaluated": 2}
+    assert main(["evaluate", str(run), *test, "--slot-iters", "6", "--overwrite"]) == 0
+    more = json.loads((run / "eval.json").read_text())
+    assert more["slot_iters"] == {"trained": 2, "evaluated": 6}
+    assert more["fg_ari"] != default["fg_ari"]  # the masks come from the sixth round, not the second
+    assert load_run(run).config.slot_iters == 2
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(run), *test, "--slot-iters", "0", "--overwrite"])
+    cnn = tmp_path / "cnn"
+    assert main(["train", "--data", str(tiny / "train.h5"), "--out", str(cnn), "--quiet", "--steps", "1"]) == 0
+    assert main(["evaluate", str(cnn), *test, "--slot-iters", "5"]) == 2
+    assert "Slot Attention runs only" in capsys.readouterr().err
+    assert not (cnn / "eval.json").exists()
+
+
 def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, capsys):
     run = tmp_path / "kp"
     args = ["--encoder", "cnn", "--keypoints", "--decoder", "--actions", "node", "--num-slots", "4", "--steps", "3"]
