@@ -93,6 +93,12 @@ def run(args: argparse.Namespace) -> dict:
     size = train_frames.shape[1]
     if train_frames.shape[1:] != test_frames.shape[1:]:
         sys.exit(f"slot_autoencoder.py: frames of {tuple(train_frames.shape[1:])} and {tuple(test_frames.shape[1:])}")
+    if args.resolution is not None and (
+        size % args.resolution or (size // args.resolution) & (size // args.resolution - 1)
+    ):
+        sys.exit(
+            f"slot_autoencoder.py: --resolution must be {size} / 2**n for {size}x{size} frames, got {args.resolution}"
+        )
     encoder = SlotAttentionEncoder(
         in_channels=3,
         num_slots=args.slots,
@@ -102,6 +108,7 @@ def run(args: argparse.Namespace) -> dict:
         slot_init=args.slot_init,
         iters=args.iters,
         implicit=args.implicit,
+        resolution=args.resolution,
     )
     decoder = SpatialBroadcastDecoder(args.slot_dim, hidden=args.hidden, image_size=size)
     params = [*encoder.parameters(), *decoder.parameters()]
@@ -180,6 +187,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--slot-init", choices=SLOT_INITS, default="gaussian")
     parser.add_argument("--iters", type=int, default=3, help="slot attention rounds (Locatello et al.: 3)")
     parser.add_argument(
+        "--resolution", type=int, help="side of the feature grid slot attention runs on (default: image size / 4)"
+    )
+    parser.add_argument(
         "--implicit",
         action="store_true",
         help="backpropagate through the last attention round only (Chang et al. 2022's implicit differentiation)",
@@ -202,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     positive = ("steps", "batch", "slots", "slot_dim", "hidden", "warmup", "train_episodes", "eval_episodes", "iters")
     if min(getattr(args, k) for k in (*positive, "eval_stride", "eval_every", "threads")) < 1:
         parser.error("sizes, steps, strides and --threads must be >= 1")
+    if args.resolution is not None and args.resolution < 1:
+        parser.error("--resolution must be >= 1")
     if args.lr <= 0 or args.recon_foreground < 0:
         parser.error("--lr must be positive and --recon-foreground non-negative")
     for path in (args.data, args.test):

@@ -53,6 +53,7 @@ def build(saved: dict, image_size: int) -> tuple[SlotAttentionEncoder, SpatialBr
         image_size=image_size,
         slot_init=settings["slot_init"],
         iters=settings.get("iters", 3),
+        resolution=settings.get("resolution"),
     )
     decoder = SpatialBroadcastDecoder(settings["slot_dim"], hidden=settings["hidden"], image_size=image_size)
     encoder.load_state_dict(saved["encoder"])

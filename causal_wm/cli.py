@@ -175,6 +175,11 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--slot-iters", type=_positive_int, help="Slot Attention rounds per frame (default 3)")
     p.add_argument(
+        "--slot-resolution",
+        type=_positive_int,
+        help="side of Slot Attention's feature grid, image size / 2**n (default image size / 4)",
+    )
+    p.add_argument(
         "--slot-implicit",
         action="store_true",
         help="Slot Attention: backpropagate through the last round only (implicit differentiation, Chang et al. "
@@ -290,6 +295,7 @@ def cmd_train(args) -> int:
         "graph_context": args.graph_context,
         "slot_init": args.slot_init,
         "slot_iters": args.slot_iters,
+        "slot_resolution": args.slot_resolution,
         "slot_implicit": args.slot_implicit or None,
         "contact_range": args.contact_range,
         "contact_lookahead": args.contact_lookahead,

@@ -33,6 +33,10 @@ NUM_DIRECTIONS = 4
 NODE_ACTION_DIM = 2 + NUM_DIRECTIONS + 1  # push location (x, y), direction one-hot, no-op flag
 
 
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a :class:`WorldModel`. Saved in every checkpoint; a mismatch is refused on load."""
@@ -75,6 +79,9 @@ class ModelConfig:
     """Slot Attention: backpropagate through the last round only (Chang et al. 2022's implicit differentiation,
     with BO-QSA's straight-through gradient to the initial slots), so training cost does not grow with
     ``slot_iters``."""
+    slot_resolution: int = 0
+    """Side of the feature grid Slot Attention runs on, ``image_size / 2**n``; 0: ``image_size / 4`` (16 for 64x64
+    frames). Locatello et al. keep the full resolution; a finer grid costs more but keeps small objects apart."""
     slot_init: str = "gaussian"
     """Slot Attention's initial slots: gaussian (random draws from a learned Gaussian; frames are tracked, each
     initialised from the previous frame's slots) or learned (one learned query per slot; every frame is encoded on
@@ -123,6 +130,14 @@ class ModelConfig:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}, got {self.slot_init!r}")
+        if self.slot_resolution < 0 or (
+            self.slot_resolution
+            and (self.image_size % self.slot_resolution or not _power_of_two(self.image_size // self.slot_resolution))
+        ):
+            raise ValueError(
+                f"slot_resolution must be image_size / 2**n (image_size {self.image_size}) or 0, got "
+                f"{self.slot_resolution}"
+            )
         if min(self.num_slots, self.slot_dim, self.hidden, self.history) < 1:
             raise ValueError("num_slots, slot_dim, hidden and history must be positive")
         if self.type_feature >= 0 and not (self.type_feature < self.num_features and self.num_types >= 1):
@@ -186,7 +201,11 @@ class WorldModel(nn.Module):
             self.encoder = ObjectExtractorCNN(**image, keypoints=c.keypoints)
         elif c.encoder == "slots":
             self.encoder = SlotAttentionEncoder(
-                **image, iters=c.slot_iters, slot_init=c.slot_init, implicit=c.slot_implicit
+                **image,
+                iters=c.slot_iters,
+                slot_init=c.slot_init,
+                implicit=c.slot_implicit,
+                resolution=c.slot_resolution or None,
             )
         else:
             self.encoder = StateEncoder(

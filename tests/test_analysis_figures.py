@@ -101,6 +101,14 @@ def test_slot_autoencoder_smoke_and_its_output_rules(tmp_path):
     states = run(*args[:4], tmp_path / "states.h5", *args[5:], "--out", tmp_path / "s.json")
     assert states.returncode != 0 and "image file is needed" in states.stderr and not (tmp_path / "s.json").exists()
     assert run(*args, "--recon-foreground", "-1").returncode == 2
+    bad_grid = run(*args, "--resolution", "12", "--out", tmp_path / "g.json")
+    assert bad_grid.returncode != 0 and "--resolution must be 32 / 2**n" in bad_grid.stderr
+    assert not (tmp_path / "g.json").exists()
+    fine = run(*args, "--resolution", "16", "--implicit", "--save", tmp_path / "g.pt", "--out", tmp_path / "g.json")
+    assert fine.returncode == 0, fine.stderr
+    assert json.loads((tmp_path / "g.json").read_text())["settings"]["resolution"] == 16
+    rounds = run("analysis/slot_rounds.py", tmp_path / "g.pt", "--test", tmp_path / "img.h5", "--iters", "2")
+    assert rounds.returncode == 0, rounds.stderr  # rebuilt with its 16x16 grid, or its weights would not load
 
 
 def test_keypoint_colours_smoke_prints_a_type_by_slot_table():

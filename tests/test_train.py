@@ -494,9 +494,11 @@ def test_cli_slot_iters_implicit_training_and_more_rounds_at_test_time(tiny, tmp
     records both counts, and leaves the run's config alone; a non-Slot-Attention run refuses it."""
     run = tmp_path / "implicit"
     args = ["--encoder", "slots", "--slot-iters", "2", "--slot-implicit", "--steps", "2", "--batch-size", "4"]
+    args += ["--slot-resolution", "16"]  # 32x32 frames: a 16x16 feature grid instead of the default 8x8
     assert main(["train", "--data", str(tiny / "train.h5"), "--out", str(run), "--quiet", *args]) == 0
     model = load_run(run)
     assert model.config.slot_iters == 2 and model.config.slot_implicit and model.encoder.slot_attention.implicit
+    assert model.encoder.maps_size == (16, 16)
     test = ["--data", str(tiny / "test.h5"), "--horizons", "1,2"]
     assert main(["evaluate", str(run), *test]) == 0
     default = json.loads((run / "eval.json").read_text())
@@ -513,6 +515,10 @@ def test_cli_slot_iters_implicit_training_and_more_rounds_at_test_time(tiny, tmp
     assert main(["evaluate", str(cnn), *test, "--slot-iters", "5"]) == 2
     assert "Slot Attention runs only" in capsys.readouterr().err
     assert not (cnn / "eval.json").exists()
+    bad = ["train", "--data", str(tiny / "train.h5"), "--out", str(tmp_path / "bad"), "--encoder", "slots"]
+    assert main([*bad, "--slot-resolution", "12"]) == 2  # 32 is not a power-of-two multiple of 12
+    assert "slot_resolution must be image_size / 2**n" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_cli_keypoints_train_evaluate_probe_and_decode_rollouts(tiny, tmp_path, capsys):
