@@ -5,7 +5,8 @@ scores the decoder's FG-ARI on the held-out frames the training script scored (t
 each number of attention rounds in ``--iters``, averaged over ``--draws`` samples of the initial slots (Slot
 Attention samples them, so one score varies from draw to draw). For the first round count it also sorts the frames
 that score below 0.95: ``merge`` when two objects have most of their pixels in the same slot, ``split`` when an
-object's most common slot holds less than 75% of its pixels, ``other`` otherwise.
+object's most common slot holds less than 75% of its pixels, ``other`` otherwise; and it says how far apart the
+merged objects are, against any two objects of the scored frames (are merges of neighbours, or of far-apart objects?).
 
     python analysis/slot_rounds.py results/slot_autoencoder_billiards_fg10_saved__0.pt --iters 3 5 7 10
     python analysis/slot_rounds.py --smoke       # trains a tiny model for 3 steps and scores it (seconds)
@@ -69,18 +70,53 @@ def decoder_masks(encoder, decoder, frames: torch.Tensor, batch: int = 50) -> np
     ).numpy()
 
 
-def failure_kinds(ids: np.ndarray, masks: np.ndarray, scores: np.ndarray) -> dict[str, int]:
-    """Counts of the frames below 0.95 FG-ARI by kind of failure (see the module docstring)."""
+def centroids(ids: np.ndarray) -> dict[int, np.ndarray]:
+    """Pixel centroids (row, column) of the objects of one (H, W) id map, by object id (0, the background, left out)."""
+    return {int(obj): np.argwhere(ids == obj).mean(0) for obj in np.unique(ids[ids > 0])}
+
+
+def failure_kinds(ids: np.ndarray, masks: np.ndarray, scores: np.ndarray) -> dict:
+    """Counts of the frames below 0.95 FG-ARI by kind of failure (see the module docstring), and how far apart the
+    merged objects are: the median centroid distance of every pair of objects that share a slot (``merged_pair_px``)
+    beside that of every pair of objects in the scored frames (``any_pair_px``), with the share of the merged pairs
+    closer than 2.5 ball radii (``merged_pairs_near``; radius from the objects' mean pixel area)."""
     pred = masks.argmax(1)
     kinds: collections.Counter = collections.Counter()
+    merged, near = [], []
     for f in np.flatnonzero(scores < 0.95):
-        owner, split = [], False
+        owner, split = {}, False
         for obj in np.unique(ids[f][ids[f] > 0]):
             counts = np.bincount(pred[f][ids[f] == obj], minlength=masks.shape[1])
-            owner.append(int(counts.argmax()))
+            owner[int(obj)] = int(counts.argmax())
             split |= counts.max() < 0.75 * counts.sum()
-        kinds["merge" if len(set(owner)) < len(owner) else "split" if split else "other"] += 1
-    return {k: kinds.get(k, 0) for k in ("merge", "split", "other")}
+        centre = centroids(ids[f])
+        radius = np.sqrt(np.mean([np.sum(ids[f] == obj) for obj in owner]) / np.pi)
+        pairs = [(a, b) for a in owner for b in owner if a < b and owner[a] == owner[b]]
+        for a, b in pairs:
+            merged.append(float(np.linalg.norm(centre[a] - centre[b])))
+            near.append(merged[-1] < 2.5 * radius)
+        kinds["merge" if pairs else "split" if split else "other"] += 1
+    every = []
+    for f in range(len(ids)):
+        centre = list(centroids(ids[f]).values())
+        every += [float(np.linalg.norm(a - b)) for i, a in enumerate(centre) for b in centre[i + 1 :]]
+    out: dict = {k: kinds.get(k, 0) for k in ("merge", "split", "other")}
+    out["merged_pairs"] = len(merged)
+    out["merged_pair_px"] = float(np.median(merged)) if merged else None
+    out["merged_pairs_near"] = float(np.mean(near)) if near else None
+    out["any_pair_px"] = float(np.median(every)) if every else None
+    return out
+
+
+def describe(failures: dict) -> str:
+    """One line of `failure_kinds`' counts and merge distances."""
+    text = ", ".join(f"{failures[k]} {k}" for k in ("merge", "split", "other"))
+    if failures["merged_pairs"]:
+        text += (
+            f"; {failures['merged_pairs']} merged pairs, median {failures['merged_pair_px']:.1f} px apart "
+            f"({failures['merged_pairs_near']:.0%} within 2.5 radii; any two objects: {failures['any_pair_px']:.1f} px)"
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {iters:>2} rounds: FG-ARI {row['fg_ari']:.3f} (draws "
             f"{', '.join(f'{v:.3f}' for v in row['fg_ari_draws'])}); "
             f"{row['frames_at_least_0.95']:.0%} of frames >= 0.95"
-            + (f"; below it: {row['failures']}" if "failures" in row else "")
+            + (f"; below it: {describe(row['failures'])}" if "failures" in row else "")
         )
     if args.out is not None:
         write_json(args.out, {"model": str(args.model), "settings": settings, "rows": rows})

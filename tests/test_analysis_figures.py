@@ -143,6 +143,31 @@ def test_interior_drops_object_rims(monkeypatch):
     assert out.sum() == 16 - 5
 
 
+def test_slot_rounds_failure_kinds_on_hand_built_masks(monkeypatch):
+    """Frame 0: objects 1 and 2 (centroids 10 px apart) share slot 1 -> a merge; frame 1: object 1 spread over two
+    slots -> a split; frame 2 scores 1 and is not a failure. Only frame 0's pair is merged."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    from slot_rounds import failure_kinds
+
+    ids = np.zeros((3, 20, 20), dtype=np.int64)
+    ids[:, 2:5, 2:5] = 1  # centroid (3, 3)
+    ids[:, 2:5, 12:15] = 2  # centroid (3, 13)
+    ids[:, 14:17, 2:5] = 3  # centroid (15, 3)
+    owner = np.zeros((3, 20, 20), dtype=np.int64)
+    owner[0][ids[0] > 0] = 1
+    owner[0][ids[0] == 3] = 2
+    owner[1][ids[1] == 1] = 1
+    owner[1, 2:5, 2:4] = 3  # two of object 1's three columns in slot 3: the largest share is 2/3 < 75%
+    owner[1][ids[1] == 2] = 2
+    owner[1][ids[1] == 3] = 4
+    masks = np.eye(5)[owner].transpose(0, 3, 1, 2)  # (3, K=5, 20, 20) one-hot
+    kinds = failure_kinds(ids, masks, np.array([0.5, 0.8, 1.0]))
+    assert (kinds["merge"], kinds["split"], kinds["other"]) == (1, 1, 0)
+    assert kinds["merged_pairs"] == 1 and kinds["merged_pair_px"] == pytest.approx(10.0)
+    assert kinds["merged_pairs_near"] == 0.0  # 10 px > 2.5 radii of a 9-pixel object (2.5 * 1.69 px)
+    assert kinds["any_pair_px"] == pytest.approx(12.0)  # median of 10, 12, 15.6 in each of the 3 frames
+
+
 def test_slot_rounds_smoke_and_a_corrupt_model(tmp_path):
     out = run("analysis/slot_rounds.py", "--smoke")
     assert out.returncode == 0 and "smoke OK" in out.stdout, out.stdout + out.stderr
