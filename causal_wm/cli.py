@@ -451,6 +451,11 @@ def _add_probe(sub) -> None:
     p.add_argument(
         "--train-data", type=Path, help="episodes for choosing thresholds (default: the run's training file)"
     )
+    p.add_argument(
+        "--slot-iters",
+        type=_positive_int,
+        help="Slot Attention runs: attention rounds at probe time (default: as trained)",
+    )
     p.add_argument("--episodes", type=int, help="probe only the first N episodes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing probe.json / probe_scores.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -474,6 +479,7 @@ def cmd_probe(args) -> int:
         "horizon": args.horizon,
         "matching": args.matching,
         "graph_from": args.graph_from,
+        "slot_iters": args.slot_iters,
     }
     cfg = ProbeConfig(
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),

@@ -157,11 +157,10 @@ def evaluate(
     model = load_run(run)
     c = model.config
     if slot_iters is not None:
-        if c.encoder != "slots":
-            raise TrainError(f"slot_iters applies to Slot Attention runs only; {run} has the {c.encoder} encoder")
-        if slot_iters < 1:
-            raise TrainError(f"slot_iters must be >= 1, got {slot_iters}")
-        model.encoder.slot_attention.iters = slot_iters
+        try:
+            model.set_slot_iters(slot_iters)
+        except ValueError as err:
+            raise TrainError(f"{run}: {err}") from None
     t_start = time.perf_counter()
     data = EpisodeArrays(data_path, images=c.uses_images)
     history = c.history if c.uses_images else 1

@@ -317,6 +317,15 @@ class WorldModel(nn.Module):
             node_action = torch.cat([where * push[:, None], dir_onehot, (~push)[:, None].float()], dim=1)
         return obj_action, node_action
 
+    def set_slot_iters(self, iters: int) -> None:
+        """Run ``iters`` Slot Attention rounds per frame from now on (test-time rounds; the config keeps the trained
+        count). ValueError for other encoders or ``iters < 1``."""
+        if self.config.encoder != "slots":
+            raise ValueError(f"slot_iters applies to Slot Attention runs only, not the {self.config.encoder} encoder")
+        if iters < 1:
+            raise ValueError(f"slot_iters must be >= 1, got {iters}")
+        self.encoder.slot_attention.iters = iters
+
     @property
     def tracks_slots(self) -> bool:
         """Whether frames are encoded along a track, each initialised from the previous frame's slots (Slot Attention

@@ -84,6 +84,8 @@ class ProbeConfig:
     """Models with ``graph_context`` only: where each probed step's inferred graph is read from. ``window``: the W
     observations up to that step, as in a rollout; ``episode``: every observation of the episode, read once (the
     edge encoder's time average over the whole trajectory, as NRI's encoder reads it)."""
+    slot_iters: int = 0
+    """Slot Attention runs only: attention rounds per frame at probe time; 0: as trained."""
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -93,6 +95,8 @@ class ProbeConfig:
             raise ProbeError(f"matching must be one of {', '.join(MATCHINGS)}, got {self.matching!r}")
         if self.graph_from not in GRAPH_FROM:
             raise ProbeError(f"graph_from must be one of {', '.join(GRAPH_FROM)}, got {self.graph_from!r}")
+        if self.slot_iters < 0:
+            raise ProbeError(f"slot_iters must be >= 1 (or 0: as trained), got {self.slot_iters}")
         if min(self.time_stride, self.horizon, self.batch, self.threshold_episodes) < 1 or self.perturb_scale <= 0:
             raise ProbeError("time_stride, horizon, batch and threshold_episodes must be >= 1, perturb_scale > 0")
 
@@ -587,6 +591,11 @@ def probe(
 
     t_start = time.perf_counter()
     model = load_run(run)
+    if cfg.slot_iters:
+        try:
+            model.set_slot_iters(cfg.slot_iters)
+        except ValueError as err:
+            raise ProbeError(f"{run}: {err}") from None
     set_threads(threads)
     info = validate(data_path)
     _check_compatible(model, info, data_path)

@@ -508,6 +508,9 @@ def test_cli_slot_iters_implicit_training_and_more_rounds_at_test_time(tiny, tmp
     assert more["slot_iters"] == {"trained": 2, "evaluated": 6}
     assert more["fg_ari"] != default["fg_ari"]  # the masks come from the sixth round, not the second
     assert load_run(run).config.slot_iters == 2
+    probe = ["probe", str(run), "--data", str(tiny / "test.h5"), "--baselines", "none", "--quiet"]
+    assert main([*probe, "--methods", "gates", "--slot-iters", "6"]) == 0
+    assert json.loads((run / "probe.json").read_text())["config"]["slot_iters"] == 6
     with pytest.raises(SystemExit):
         main(["evaluate", str(run), *test, "--slot-iters", "0", "--overwrite"])
     cnn = tmp_path / "cnn"
@@ -515,6 +518,8 @@ def test_cli_slot_iters_implicit_training_and_more_rounds_at_test_time(tiny, tmp
     assert main(["evaluate", str(cnn), *test, "--slot-iters", "5"]) == 2
     assert "Slot Attention runs only" in capsys.readouterr().err
     assert not (cnn / "eval.json").exists()
+    assert main(["probe", str(cnn), "--data", str(tiny / "test.h5"), "--slot-iters", "5", "--quiet"]) == 2
+    assert "Slot Attention runs only" in capsys.readouterr().err and not (cnn / "probe.json").exists()
     bad = ["train", "--data", str(tiny / "train.h5"), "--out", str(tmp_path / "bad"), "--encoder", "slots"]
     assert main([*bad, "--slot-resolution", "12"]) == 2  # 32 is not a power-of-two multiple of 12
     assert "slot_resolution must be image_size / 2**n" in capsys.readouterr().err
