@@ -32,7 +32,7 @@ from benchmarks.hardware import describe  # analysis/ is the script's directory
 from causal_wm import metrics
 from causal_wm.config import write_json
 from causal_wm.decoder import SpatialBroadcastDecoder
-from causal_wm.encoders import SLOT_INITS, SlotAttentionEncoder
+from causal_wm.encoders import SLOT_INITS, SlotAttentionEncoder, downsampling_steps
 from causal_wm.losses import foreground_weights
 from causal_wm.train import _atomic_save
 
@@ -93,9 +93,9 @@ def run(args: argparse.Namespace) -> dict:
     size = train_frames.shape[1]
     if train_frames.shape[1:] != test_frames.shape[1:]:
         sys.exit(f"slot_autoencoder.py: frames of {tuple(train_frames.shape[1:])} and {tuple(test_frames.shape[1:])}")
-    if args.resolution is not None and (
-        size % args.resolution or (size // args.resolution) & (size // args.resolution - 1)
-    ):
+    try:
+        downsampling_steps(size, size // 4 if args.resolution is None else args.resolution)
+    except ValueError:
         sys.exit(
             f"slot_autoencoder.py: --resolution must be {size} / 2**n for {size}x{size} frames, got {args.resolution}"
         )

@@ -25,16 +25,13 @@ from causal_wm.encoders import (
     ObjectExtractorCNN,
     SlotAttentionEncoder,
     StateEncoder,
+    downsampling_steps,
 )
 from causal_wm.transition import ContactMessages, GraphInference, TransitionGNN, TransitionOutput, mlp_jvp
 
 ENCODERS = ("cnn", "slots", "state")
 NUM_DIRECTIONS = 4
 NODE_ACTION_DIM = 2 + NUM_DIRECTIONS + 1  # push location (x, y), direction one-hot, no-op flag
-
-
-def _power_of_two(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
 
 
 @dataclass(frozen=True)
@@ -130,14 +127,14 @@ class ModelConfig:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}, got {self.slot_init!r}")
-        if self.slot_resolution < 0 or (
-            self.slot_resolution
-            and (self.image_size % self.slot_resolution or not _power_of_two(self.image_size // self.slot_resolution))
-        ):
-            raise ValueError(
-                f"slot_resolution must be image_size / 2**n (image_size {self.image_size}) or 0, got "
-                f"{self.slot_resolution}"
-            )
+        if self.slot_resolution:
+            try:
+                downsampling_steps(self.image_size, self.slot_resolution)
+            except ValueError:
+                raise ValueError(
+                    f"slot_resolution must be image_size / 2**n (image_size {self.image_size}) or 0, got "
+                    f"{self.slot_resolution}"
+                ) from None
         if min(self.num_slots, self.slot_dim, self.hidden, self.history) < 1:
             raise ValueError("num_slots, slot_dim, hidden and history must be positive")
         if self.type_feature >= 0 and not (self.type_feature < self.num_features and self.num_types >= 1):
