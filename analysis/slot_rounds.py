@@ -81,6 +81,7 @@ def failure_kinds(ids: np.ndarray, masks: np.ndarray, scores: np.ndarray) -> dic
     beside that of every pair of objects in the scored frames (``any_pair_px``), with the share of the merged pairs
     closer than 2.5 ball radii (``merged_pairs_near``; radius from the objects' mean pixel area)."""
     pred = masks.argmax(1)
+    centres = [centroids(frame) for frame in ids]
     kinds: collections.Counter = collections.Counter()
     merged, near = [], []
     for f in np.flatnonzero(scores < 0.95):
@@ -89,7 +90,7 @@ def failure_kinds(ids: np.ndarray, masks: np.ndarray, scores: np.ndarray) -> dic
             counts = np.bincount(pred[f][ids[f] == obj], minlength=masks.shape[1])
             owner[int(obj)] = int(counts.argmax())
             split |= counts.max() < 0.75 * counts.sum()
-        centre = centroids(ids[f])
+        centre = centres[f]
         radius = np.sqrt(np.mean([np.sum(ids[f] == obj) for obj in owner]) / np.pi)
         pairs = [(a, b) for a in owner for b in owner if a < b and owner[a] == owner[b]]
         for a, b in pairs:
@@ -97,9 +98,9 @@ def failure_kinds(ids: np.ndarray, masks: np.ndarray, scores: np.ndarray) -> dic
             near.append(merged[-1] < 2.5 * radius)
         kinds["merge" if pairs else "split" if split else "other"] += 1
     every = []
-    for f in range(len(ids)):
-        centre = list(centroids(ids[f]).values())
-        every += [float(np.linalg.norm(a - b)) for i, a in enumerate(centre) for b in centre[i + 1 :]]
+    for centre in centres:
+        points = list(centre.values())
+        every += [float(np.linalg.norm(a - b)) for i, a in enumerate(points) for b in points[i + 1 :]]
     out: dict = {k: kinds.get(k, 0) for k in ("merge", "split", "other")}
     out["merged_pairs"] = len(merged)
     out["merged_pair_px"] = float(np.median(merged)) if merged else None
