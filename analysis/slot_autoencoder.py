@@ -84,6 +84,24 @@ def fg_aris(encoder, decoder, frames: torch.Tensor, ids: np.ndarray, batch: int 
     return tuple(float(np.nanmean(np.concatenate(v))) for v in (dec, att, inner))
 
 
+def build(settings: dict, image_size: int) -> tuple[SlotAttentionEncoder, SpatialBroadcastDecoder]:
+    """The encoder and decoder of a run's ``settings`` (its command-line options; ``--save`` files keep them) for
+    ``image_size`` frames. Options added later default to their old behaviour, so older files still rebuild."""
+    encoder = SlotAttentionEncoder(
+        in_channels=3,
+        num_slots=settings["slots"],
+        slot_dim=settings["slot_dim"],
+        hidden=settings["hidden"],
+        image_size=image_size,
+        slot_init=settings["slot_init"],
+        iters=settings.get("iters", 3),
+        implicit=settings.get("implicit", False),
+        resolution=settings.get("resolution"),
+    )
+    decoder = SpatialBroadcastDecoder(settings["slot_dim"], hidden=settings["hidden"], image_size=image_size)
+    return encoder, decoder
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -99,23 +117,12 @@ def run(args: argparse.Namespace) -> dict:
         sys.exit(
             f"slot_autoencoder.py: --resolution must be {size} / 2**n for {size}x{size} frames, got {args.resolution}"
         )
-    encoder = SlotAttentionEncoder(
-        in_channels=3,
-        num_slots=args.slots,
-        slot_dim=args.slot_dim,
-        hidden=args.hidden,
-        image_size=size,
-        slot_init=args.slot_init,
-        iters=args.iters,
-        implicit=args.implicit,
-        resolution=args.resolution,
-    )
-    decoder = SpatialBroadcastDecoder(args.slot_dim, hidden=args.hidden, image_size=size)
-    params = [*encoder.parameters(), *decoder.parameters()]
-    opt = torch.optim.Adam(params, lr=args.lr)
     settings = {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "smoke", "save")
     }
+    encoder, decoder = build(settings, size)
+    params = [*encoder.parameters(), *decoder.parameters()]
+    opt = torch.optim.Adam(params, lr=args.lr)
     result = {"settings": settings, "hardware": hardware(), "complete": False, "curve": []}
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from slot_autoencoder import load_frames, to_input  # analysis/ is the script's directory
+from slot_autoencoder import build as build_models  # analysis/ is the script's directory
+from slot_autoencoder import load_frames, to_input
 
 from causal_wm import metrics
 from causal_wm.config import write_json
@@ -45,18 +46,7 @@ def load(path: Path) -> dict:
 
 def build(saved: dict, image_size: int) -> tuple[SlotAttentionEncoder, SpatialBroadcastDecoder]:
     """The saved encoder and decoder for ``image_size`` frames, in eval mode."""
-    settings = saved["settings"]
-    encoder = SlotAttentionEncoder(
-        in_channels=3,
-        num_slots=settings["slots"],
-        slot_dim=settings["slot_dim"],
-        hidden=settings["hidden"],
-        image_size=image_size,
-        slot_init=settings["slot_init"],
-        iters=settings.get("iters", 3),
-        resolution=settings.get("resolution"),
-    )
-    decoder = SpatialBroadcastDecoder(settings["slot_dim"], hidden=settings["hidden"], image_size=image_size)
+    encoder, decoder = build_models(saved["settings"], image_size)
     encoder.load_state_dict(saved["encoder"])
     decoder.load_state_dict(saved["decoder"])
     return encoder.eval(), decoder.eval()
