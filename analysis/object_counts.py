@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from causal_wm import metrics  # noqa: E402
-from causal_wm.config import write_json  # noqa: E402
+from causal_wm.config import PROBE_METHODS, write_json  # noqa: E402
 
 # auroc is the best method's per cell (chosen on the test cell, so optimistic); auroc_{method} is one fixed method's.
-METHOD_KEYS = ("auroc_gates", "auroc_message_norms", "auroc_jacobian", "auroc_latent_intervention")
+METHOD_KEYS = tuple(f"auroc_{m}" for m in PROBE_METHODS)  # cells probed before a method existed leave it out
 SHD_KEYS = tuple(k.replace("auroc", "shd", 1) for k in METHOD_KEYS)  # at each method's own training threshold
 ROW_KEYS = ("hits_at_1_1", "hits_at_1_5", "hits_at_1_10", "mrr_1", "mrr_10", "auroc", "shd", *METHOD_KEYS, *SHD_KEYS)
 

@@ -425,8 +425,9 @@ def _add_probe(sub) -> None:
         "probe",
         help="score the learned interaction graph against the simulator's -> RUN/probe.json",
         description="Read the interaction graph a trained run holds (edge gates, message norms, Jacobian sensitivity, "
-        "latent interventions), match slots to objects, and score it against the dataset's ground truth (AUROC, AP, "
-        "SHD at a threshold chosen on training episodes). Writes RUN/probe.json and RUN/probe_scores.npz (raw "
+        "latent interventions, the prediction gain of each edge on the observed next step), match slots to "
+        "objects, and score it against the dataset's ground truth (AUROC, AP, SHD at a threshold chosen on "
+        "training episodes). Writes RUN/probe.json and RUN/probe_scores.npz (raw "
         "per-episode scores and labels). Example: causal-wm probe runs/state --data data/test.h5",
     )
     p.add_argument("run", type=Path, help="run directory")

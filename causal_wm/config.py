@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-PROBE_METHODS = ("gates", "message_norms", "jacobian", "latent_intervention")
+PROBE_METHODS = ("gates", "message_norms", "jacobian", "latent_intervention", "prediction_gain")
 """The learned-edge extraction methods of ``causal_wm.probe``, named here so that the command line can list them
 without importing torch."""
 

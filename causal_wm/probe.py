@@ -1,6 +1,6 @@
 """Causal probing: read the interaction graph a trained world model holds and score it against the simulator's.
 
-Four readings of "slot i acts on slot j", each a score per directed pair, averaged over the probed time steps of an
+Five readings of "slot i acts on slot j", each a score per directed pair, averaged over the probed time steps of an
 episode (higher = more likely an edge):
 
 - ``gates``: the transition's learned edge gate g_ij in [0, 1] (what the model was built to expose);
@@ -9,6 +9,13 @@ episode (higher = more likely an edge):
 - ``latent_intervention``: perturb slot i by +/- one standard deviation of the slots along fixed random sign
   patterns, imagine ``horizon`` steps with the episode's actions, and measure the mean change of slot j. It sees
   indirect (multi-hop) effects as the horizon grows, so it scores influence rather than only direct edges.
+- ``prediction_gain``: how much worse the model predicts the *observed* next slot j with the edge i -> j closed
+  (gate 0) than open (gate 1), the other gates at the model's own values, summed over the transitions the graph is
+  read from (for a model with ``graph_context``: the W observations up to the probed step and the step after it, or
+  the whole episode with ``graph_from="episode"``; otherwise the probed step's transition). The first four read the
+  model alone; this one asks the data which of the model's edges it needs (the log-likelihood ratio of the edge for
+  Gaussian errors), so an inferred graph that the edge encoder read imperfectly can be corrected by the dynamics
+  the model learned.
 
 Pixel encoders order their slots arbitrarily, so slots are matched to simulator objects per episode before scoring:
 
@@ -105,6 +112,62 @@ class ProbeConfig:
 
 
 @torch.no_grad()
+def prediction_gain(
+    model,
+    z: torch.Tensor,
+    z_next: torch.Tensor,
+    actions: torch.Tensor,
+    positions: torch.Tensor | None = None,
+    slot_mask: torch.Tensor | None = None,
+    edge_gates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, K, K) at [b, i, j]: how much better the model predicts the *observed* next slot of j with the edge i -> j
+    open than closed, ||z_j + Δz_j - z'_j||² with gate i -> j at 0 minus the same with it at 1, every other gate at
+    the model's own value.
+
+    The other methods read the model alone; this one asks the data which edges the model needs. Summed over the
+    transitions of an episode it is, for Gaussian errors of one variance, the log-likelihood ratio of the edge, the
+    test-time evidence that amortised graph inference (NRI's encoder, the pair gate MLP) may read imperfectly.
+
+    ``z``, ``z_next`` (B, K, D) encoded slots of consecutive observations, ``actions`` (B,) the action between them,
+    ``positions`` (B, N, 2) normalised object positions (action node) or None, ``edge_gates`` (B, K, K) the graph
+    a model with ``graph_context`` inferred (default: the pair gates the transition computes from ``z``; all 1 for an
+    ungated model, whose gain is then that of keeping the message i -> j over removing it)."""
+    b, k, _ = z.shape
+    if edge_gates is None:
+        edge_gates = model.transition(z, actions, positions, slot_mask, norms=False).gates
+    # With one round of messages, receiver j's predicted change depends on gate i -> j only through message i -> j,
+    # so one copy per sender and gate value sets every edge i -> * at once; deeper transitions set one edge per copy.
+    edges = [(i, None) for i in range(k)] if model.one_round_messages else [(i, j) for i in range(k) for j in range(k)]
+    edges = [(i, j) for i, j in edges if i != j]
+    n = len(edges)
+    variants = edge_gates[None].repeat(2 * n, 1, 1, 1)  # (2n, B, K, K): edges closed, then open
+    for v, (i, j) in enumerate(edges):
+        receivers = slice(None) if j is None else j
+        variants[v, :, i, receivers] = 0.0
+        variants[n + v, :, i, receivers] = 1.0
+
+    def tile(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x[None].expand(2 * n, *x.shape).flatten(0, 1)
+
+    delta = model.transition(
+        tile(z), tile(actions), tile(positions), tile(slot_mask), variants.flatten(0, 1), norms=False
+    ).delta
+    err = (tile(z) + delta - tile(z_next)).pow(2).sum(-1).unflatten(0, (2 * n, b))  # (2n, B, K_j)
+    gain = err[:n] - err[n:]  # (n, B, K_j)
+    if model.one_round_messages:
+        out = gain.permute(1, 0, 2).contiguous()  # (B, K_i, K_j)
+    else:
+        out = z.new_zeros(b, k, k)
+        for v, (i, j) in enumerate(edges):
+            out[:, i, j] = gain[v, :, j]
+    out.diagonal(dim1=1, dim2=2).zero_()
+    if slot_mask is not None:
+        out = out.masked_fill(~(slot_mask[:, :, None] & slot_mask[:, None, :]), 0.0)
+    return out
+
+
+@torch.no_grad()
 def _latent_interventions(
     model, z, actions, positions, mask, scale: torch.Tensor, signs: torch.Tensor, edge_gates=None
 ) -> torch.Tensor:
@@ -158,11 +221,12 @@ def slot_scores(
     actions: torch.Tensor,
     positions: torch.Tensor | None,
     slot_mask: torch.Tensor | None,
-    methods=METHODS,
+    methods=None,
     *,
     scale: torch.Tensor | None = None,
     signs: torch.Tensor | None = None,
     edge_gates: torch.Tensor | None = None,
+    z_next: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Edge scores (B, K, K), [b, i, j] for i -> j, of each method at one time step.
 
@@ -170,9 +234,17 @@ def slot_scores(
     the latent interventions), ``positions`` (B, H, N, 2) normalised object positions (action node) or None,
     ``slot_mask`` (B, K) or None. ``scale`` (D,) and ``signs`` (P, D) set the latent interventions (default: unit
     scale, patterns +1 and -1). ``edge_gates`` (B, K, K): the graph a model with ``graph_context`` inferred from the
-    observations up to this step (`WorldModel.infer_graph`); its Jacobian and interventions hold it fixed."""
+    observations up to this step (`WorldModel.infer_graph`); its Jacobian and interventions hold it fixed.
+    ``z_next`` (B, K, D): the encoded slots of the next observation, which ``prediction_gain`` needs. ``methods``
+    default: every method, ``prediction_gain`` only if ``z_next`` is given."""
+    if methods is None:
+        methods = tuple(m for m in METHODS if z_next is not None or m != "prediction_gain")
     out: dict[str, torch.Tensor] = {}
     pos0 = None if positions is None else positions[:, 0]
+    if "prediction_gain" in methods:
+        if z_next is None:
+            raise ValueError("prediction_gain scores the model's predictions of the observed next slots: pass z_next")
+        out["prediction_gain"] = prediction_gain(model, z, z_next, actions[:, 0], pos0, slot_mask, edge_gates)
     if "gates" in methods or "message_norms" in methods:
         with torch.no_grad():
             tr = model.transition(z, actions[:, 0], pos0, slot_mask, edge_gates)
@@ -350,6 +422,35 @@ def action_readouts(
     }
 
 
+def _span_gain(
+    model, data: EpisodeArrays, e: np.ndarray, z_seq: torch.Tensor, start: int, slot_mask, edge_gates, chunk: int = 4096
+) -> torch.Tensor:
+    """(B, K, K) mean `prediction_gain` over the transitions of slots ``z_seq`` (B, S + 1, K, D), whose first
+    observation is time ``start`` of episodes ``e``; ``edge_gates`` (B, K, K) are held fixed over the span (None: the
+    pair gates of each step). Copies of at most ``chunk`` samples go through the transition at once."""
+    b, s1, k, d = z_seq.shape
+    steps = start + np.arange(s1 - 1)
+    actions = torch.from_numpy(data.actions[e[:, None], steps[None]])  # (B, S)
+    positions = None
+    if model.config.action_node:
+        positions = torch.from_numpy(data.states[e[:, None], steps[None], :, :2]) / model.arena_size  # (B, S, N, 2)
+    total = z_seq.new_zeros(b, k, k)
+    per = max(1, chunk // max(1, b * 2 * k))  # transitions per call (the one-round copies are 2K per sample)
+    for a in range(0, s1 - 1, per):
+        n = min(per, s1 - 1 - a)
+        gain = prediction_gain(
+            model,
+            z_seq[:, a : a + n].flatten(0, 1),
+            z_seq[:, a + 1 : a + n + 1].flatten(0, 1),
+            actions[:, a : a + n].flatten(0, 1),
+            None if positions is None else positions[:, a : a + n].flatten(0, 1),
+            None if slot_mask is None else slot_mask.repeat_interleave(n, 0),
+            None if edge_gates is None else edge_gates.repeat_interleave(n, 0),
+        )
+        total += gain.unflatten(0, (b, n)).sum(1)
+    return total / (s1 - 1)
+
+
 def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = False) -> ProbeScores:
     """Run every configured method on every episode of ``data`` and map the scores to objects."""
     c = model.config
@@ -371,22 +472,32 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
     signs = torch.randint(0, 2, (1, c.latent_dim), generator=gen).float() * 2 - 1
     signs = torch.cat([signs, -signs])  # a symmetric pair cancels the first-order sign
     scale = None
+    gain = "prediction_gain" in cfg.methods
+    per_step = tuple(m for m in cfg.methods if m != "prediction_gain")  # the gain is scored over spans below
     from tqdm import tqdm
 
     for a in tqdm(range(0, e_all, cfg.batch), disable=not progress, desc="probe"):
         e = np.arange(a, min(a + cfg.batch, e_all))
         whole = ctx and cfg.graph_from == "episode"
         if ctx:
-            last = data.steps - 1 if whole else times[-1]
+            last = data.steps - 1 if whole else times[-1] + gain
             z_full, masks = _encode_times(model, data, e, np.arange(history - 1, last + 1))  # every step
             z_all = z_full[:, times - history + 1]  # (B, L, K, D)
             masks = None if masks is None else masks[:, times - history + 1]
+        elif gain:  # the next observation of each probed one too
+            both = np.union1d(times, times + 1)
+            z_both, masks = _encode_times(model, data, e, both)
+            now, after = np.searchsorted(both, times), np.searchsorted(both, times + 1)
+            z_all, z_after = z_both[:, now], z_both[:, after]  # (B, L, K, D)
+            masks = None if masks is None else masks[:, now]
         else:
             z_all, masks = _encode_times(model, data, e, times)  # (B, L, K, D)
         slot_mask = slot_mask_for(torch.from_numpy(data.num_objects[e]), k, c.encoder)
         if whole:
             with torch.no_grad():
                 episode_gates = model.infer_graph(z_full, slot_mask, exact=False)
+            if gain:  # every transition of the episode, under the one graph read from it
+                episode_gain = _span_gain(model, data, e, z_full, history - 1, slot_mask, episode_gates).numpy()
         if scale is None:  # one perturbation size for the whole probe, from the first batch's slots
             flat = z_all.flatten(0, 1)[slot_mask.repeat_interleave(len(times), 0)] if slot_mask is not None else None
             flat = z_all.flatten(0, 2) if flat is None else flat
@@ -396,18 +507,29 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
             act = torch.from_numpy(data.actions[e[:, None], t + np.arange(h)[None]])  # (B, h)
             pos = torch.from_numpy(data.states[e[:, None], t + np.arange(h)[None], :, :2]) / model.arena_size
             pos = pos if c.action_node else None
+            pos0 = None if pos is None else pos[:, 0]
             edge_gates = None
+            now = t - history + 1  # index of t in z_full
             if whole:
                 edge_gates = episode_gates
             elif ctx:
-                now = t - history + 1  # index of t in z_full
                 with torch.no_grad():
                     edge_gates = model.infer_graph(z_full[:, now - ctx : now + 1], slot_mask)
             scores = slot_scores(
-                model, z_all[:, li], act, pos, slot_mask, cfg.methods, scale=scale, signs=signs, edge_gates=edge_gates
+                model, z_all[:, li], act, pos, slot_mask, per_step, scale=scale, signs=signs, edge_gates=edge_gates
             )
             for m, s in scores.items():
                 slot_acc[m][e] += s.numpy()
+            if gain and whole:
+                slot_acc["prediction_gain"][e] += episode_gain
+            elif gain and ctx:  # the transitions of the observations the graph was read from, and t -> t + 1
+                span = z_full[:, now - ctx : now + 2]
+                slot_acc["prediction_gain"][e] += _span_gain(
+                    model, data, e, span, t - ctx, slot_mask, edge_gates
+                ).numpy()
+            elif gain:
+                g = prediction_gain(model, z_all[:, li], z_after[:, li], act[:, 0], pos0, slot_mask)
+                slot_acc["prediction_gain"][e] += g.numpy()
             if c.action_node:
                 readouts = action_readouts(model, z_all[:, li], act[:, 0], pos[:, 0], slot_mask, edge_gates)
                 pushed = act[:, 0].numpy() > 0

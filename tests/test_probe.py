@@ -20,14 +20,15 @@ A[0, 1] = A[1, 2] = A[3, 0] = 1.0
 
 
 class HandModel(WorldModel):
-    """A world model whose transition is fixed: delta z_j = 0.1 * sum_i A[i, j] z_i, gates = A."""
+    """A world model whose transition is fixed: delta z_j = 0.1 * sum_i g_ij z_i with gates g = A, or the given
+    ``edge_gates``."""
 
     def __init__(self):
         super().__init__(ModelConfig(encoder="state", num_slots=4, slot_dim=3, hidden=8, num_features=4))
 
     def transition(self, z, actions, positions=None, slot_mask=None, edge_gates=None, norms=True):
-        gates = A.expand(z.shape[0], 4, 4)
-        delta = 0.1 * torch.einsum("ij,bid->bjd", A, z)
+        gates = A.expand(z.shape[0], 4, 4) if edge_gates is None else edge_gates
+        delta = 0.1 * torch.einsum("bij,bid->bjd", gates, z)
         norms = gates * 0.1 * z.norm(dim=-1)[:, :, None]
         return TransitionOutput(delta=delta, gates=gates, message_norms=norms, action_gates=None)
 
@@ -37,7 +38,8 @@ def test_every_method_recovers_a_hand_built_graph():
     model = HandModel()
     z = torch.randn(6, 4, 3)
     actions = torch.zeros(6, 1, dtype=torch.long)  # horizon 1: only direct effects
-    scores = probe.slot_scores(model, z, actions, None, None)
+    z_next = z + 0.1 * torch.einsum("ij,bid->bjd", A, z)  # observed: what the true graph does
+    scores = probe.slot_scores(model, z, actions, None, None, z_next=z_next)
     assert set(scores) == set(probe.METHODS)
     truth = A.bool().expand(6, 4, 4).numpy()
     for name, s in scores.items():
@@ -114,6 +116,65 @@ def twin_models():
     slow.load_state_dict(model.state_dict())
     mask = torch.tensor([[True] * 4, [True, False, True, True], [True, True, True, False]])
     return model, slow, torch.randn(3, 4, 5, dtype=torch.float64), mask
+
+
+def test_prediction_gain_one_copy_per_sender_equals_one_copy_per_edge():
+    """One-round models set every edge i -> * in one copy; the whole-graph path sets one edge per copy. Same scores,
+    with pushes, an action node and padded slots; each score is err(gate 0) - err(gate 1) of the receiver."""
+    model, slow, z, mask = twin_models()
+    z_next = z + 0.3 * torch.randn_like(z)
+    actions, positions = torch.tensor([1, 0, 9]), torch.rand(3, 4, 2, dtype=torch.float64)
+    fast = probe.prediction_gain(model, z, z_next, actions, positions, mask)
+    ref = probe.prediction_gain(slow, z, z_next, actions, positions, mask)
+    torch.testing.assert_close(fast, ref, atol=1e-12, rtol=1e-9)
+    assert (fast[1, 1] == 0).all() and (fast[1, :, 1] == 0).all() and (fast.diagonal(dim1=1, dim2=2) == 0).all()
+    # by hand for edge 2 -> 0 of sample 0
+    gates = model.transition(z, actions, positions, mask).gates
+    err = []
+    for value in (0.0, 1.0):
+        g = gates.clone()
+        g[0, 2, 0] = value
+        delta = model.transition(z, actions, positions, mask, edge_gates=g).delta
+        err.append((z[0, 0] + delta[0, 0] - z_next[0, 0]).pow(2).sum())
+    torch.testing.assert_close(fast[0, 2, 0], err[0] - err[1])
+
+
+def test_prediction_gain_in_extract_averages_the_graphs_own_span(tmp_path):
+    """Per probed step t the gain is summed over the transitions the graph was read from and t -> t + 1 (window),
+    or over every transition of the episode (episode); a pair-gated model scores t -> t + 1 alone."""
+    from causal_wm.train import EpisodeArrays
+
+    path = tmp_path / "nri.h5"
+    assert main(["generate", "--scene", "springs", "--num-objects", "3", "--episodes", "2", "--steps", "12",
+                 "--no-images", "--seed", "0", "--out", str(path), "--quiet"]) == 0  # fmt: skip
+    data = EpisodeArrays(str(path), images=False)
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder="state", num_slots=3, slot_dim=4, hidden=16, num_features=data.states.shape[-1],
+                      graph_context=3)  # fmt: skip
+    model = WorldModel(cfg).eval()
+    times = np.arange(model.first_observation, data.steps - 1, 4)
+    states = torch.from_numpy(data.states)
+    z = model.encode(states.flatten(0, 1)).slots.unflatten(0, states.shape[:2])  # (E, T, K, D)
+    actions = torch.from_numpy(data.actions)
+    for graph_from in ("window", "episode"):
+        cfg_probe = probe.ProbeConfig(methods=("prediction_gain",), time_stride=4, graph_from=graph_from)
+        got = probe.extract(model, data, cfg_probe).scores["prediction_gain"]
+        want = torch.zeros(2, 3, 3, dtype=torch.float64)
+        for t in times:
+            span = range(data.steps - 1) if graph_from == "episode" else range(t - 2, t + 1)
+            ctx = z if graph_from == "episode" else z[:, t - 2 : t + 1]
+            gates = model.infer_graph(ctx, exact=False)
+            for s in span:
+                want += probe.prediction_gain(model, z[:, s], z[:, s + 1], actions[:, s], None, None, gates).double()
+        want /= len(times) * len(span)
+        np.testing.assert_allclose(got, want.numpy() * np.where(np.eye(3), np.nan, 1), rtol=1e-4, atol=1e-7)
+    pair = WorldModel(dataclasses.replace(cfg, graph_context=0)).eval()
+    got = probe.extract(pair, data, probe.ProbeConfig(methods=("prediction_gain",), time_stride=4))
+    times = np.arange(0, data.steps - 1, 4)
+    z = pair.encode(states.flatten(0, 1)).slots.unflatten(0, states.shape[:2])
+    want = sum(probe.prediction_gain(pair, z[:, t], z[:, t + 1], actions[:, t]) for t in times) / len(times)
+    np.testing.assert_allclose(got.scores["prediction_gain"], want.numpy() * np.where(np.eye(3), np.nan, 1),
+                               rtol=1e-4, atol=1e-7)  # fmt: skip
 
 
 @pytest.mark.parametrize("horizon", [1, 3])
