@@ -457,6 +457,12 @@ def _add_probe(sub) -> None:
         type=_positive_int,
         help="Slot Attention runs: attention rounds at probe time (default: as trained)",
     )
+    p.add_argument(
+        "--gain-search",
+        type=int,
+        help="prediction_gain: search every subset of a receiver's senders (2^K gate patterns) up to this many "
+        "slots, above it toggle one edge at a time; 0: always toggle (default 6)",
+    )
     p.add_argument("--episodes", type=int, help="probe only the first N episodes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing probe.json / probe_scores.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -481,6 +487,7 @@ def cmd_probe(args) -> int:
         "matching": args.matching,
         "graph_from": args.graph_from,
         "slot_iters": args.slot_iters,
+        "gain_search": args.gain_search,
     }
     cfg = ProbeConfig(
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),

@@ -181,6 +181,7 @@ def _model_rollout(model, roll: envs.Rollout, step: int, horizon: int, present: 
         pos = positions[:, :-1]
     gates = model.infer_graph(z_ctx, mask)
     out = model.imagine(z_ctx[:, -1], actions, pos, mask, edge_gates=gates, cut=cut)
+    out["context"] = z_ctx  # the encoded observations up to ``step`` (1, 1 + ctx, K, D)
     return out, masks, mask, gates
 
 
@@ -473,9 +474,14 @@ def gcm_compare(
 # ---------------------------------------------------------------------------------------------------- report
 
 
-def learned_graph(model, roll: envs.Rollout, method: str, threshold: float, stride: int = 5) -> np.ndarray:
-    """(N, N) bool graph the model holds on one rollout: ``method`` scores averaged over time, ``>= threshold``."""
-    from causal_wm.probe import match_by_overlap, slot_scores
+def learned_graph(
+    model, roll: envs.Rollout, method: str, threshold: float, stride: int = 5, gain_search: int | None = None
+) -> np.ndarray:
+    """(N, N) bool graph the model holds on one rollout: ``method`` scores averaged over time, ``>= threshold``.
+
+    ``prediction_gain`` is scored as `causal_wm.probe.extract` scores it, over the transitions of each probed step's
+    graph context and the step after it (``gain_search``: its subset-search limit, default the probe's)."""
+    from causal_wm.probe import GAIN_SEARCH, match_by_overlap, slot_scores, span_gain
 
     c = model.config
     n = roll.states.shape[1]
@@ -488,7 +494,20 @@ def learned_graph(model, roll: envs.Rollout, method: str, threshold: float, stri
         if c.action_node:
             pos = torch.zeros(1, 1, max(n, c.num_slots), 2)
             pos[0, 0, :n] = torch.from_numpy(roll.states[t, :, :2]) / model.arena_size
-        total = total + slot_scores(model, z, actions, pos, mask, (method,), edge_gates=gates)[method][0].numpy()
+        if method == "prediction_gain":  # the observed next step, encoded as the probe encodes it
+            ctx = model.context_steps
+            after = _model_rollout(model, roll, t + 1, 0, roll.present[t + 1])[0]["context"][:, -1:]
+            z_seq = torch.cat([out["context"], after], 1)  # (1, ctx + 2, K, D)
+            span_actions = torch.from_numpy(roll.actions[t - ctx : t + 1]).long()[None]
+            span_pos = None
+            if c.action_node:
+                span_pos = torch.zeros(1, ctx + 1, max(n, c.num_slots), 2)
+                span_pos[0, :, :n] = torch.from_numpy(roll.states[t - ctx : t + 1, :, :2]) / model.arena_size
+            search = GAIN_SEARCH if gain_search is None else gain_search
+            score_t = span_gain(model, z_seq, span_actions, span_pos, mask, gates, search)[0].numpy()
+        else:
+            score_t = slot_scores(model, z, actions, pos, mask, (method,), edge_gates=gates)[method][0].numpy()
+        total = total + score_t
         if enc_masks is not None:
             masks.append((t, enc_masks))
         count += 1
@@ -565,6 +584,7 @@ def intervene_report(
     if gcm:
         probe_json = Path(run) / "probe.json"
         method, threshold, source = "gates", 0.5, "gates >= 0.5 (no probe.json)"
+        gain_search = None
         if probe_json.exists():
             source = "gates >= 0.5 (probe.json has no threshold for its best method)"
             saved = json.loads(probe_json.read_text())
@@ -572,7 +592,8 @@ def intervene_report(
             thr = saved["methods"][best]["adjacency"].get("threshold")
             if thr is not None:
                 method, threshold, source = best, thr, f"{best} >= {thr:.4g} (from probe.json)"
-        learned = learned_graph(model, factual, method, threshold)
+            gain_search = saved.get("config", {}).get("gain_search")
+        learned = learned_graph(model, factual, method, threshold, gain_search=gain_search)
         true = factual.adjacency[0].astype(bool)
         data = unrolled_samples(scene, spec, seed=seed)
         report["gcm"] = gcm_compare(learned, true, data, source=do_spec.index[0], seed=seed)

@@ -58,6 +58,10 @@ MATCHINGS = ("auto", "identity", "masks", "trajectory")
 GRAPH_FROM = ("window", "episode")
 
 
+GAIN_SEARCH = 6
+"""Largest slot count for which ``prediction_gain`` searches every subset of senders (2^K gate patterns)."""
+
+
 class ProbeError(CausalWMError):
     """A probe request that cannot be carried out (mismatched run and data, missing ground truth, ...)."""
 
@@ -93,6 +97,10 @@ class ProbeConfig:
     edge encoder's time average over the whole trajectory, as NRI's encoder reads it)."""
     slot_iters: int = 0
     """Slot Attention runs only: attention rounds per frame at probe time; 0: as trained."""
+    gain_search: int = GAIN_SEARCH
+    """``prediction_gain`` searches every subset of a receiver's senders (2^K gate patterns per transition) for
+    one-round transitions with at most this many slots; larger or deeper ones toggle one edge at a time, the other
+    gates at the model's values. 0: always toggle."""
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -102,6 +110,10 @@ class ProbeConfig:
             raise ProbeError(f"matching must be one of {', '.join(MATCHINGS)}, got {self.matching!r}")
         if self.graph_from not in GRAPH_FROM:
             raise ProbeError(f"graph_from must be one of {', '.join(GRAPH_FROM)}, got {self.graph_from!r}")
+        if not 0 <= self.gain_search <= 12:
+            raise ProbeError(
+                f"gain_search must lie in [0, 12] (2^K gate patterns per transition), got {self.gain_search}"
+            )
         if self.slot_iters < 0:
             raise ProbeError(f"slot_iters must be >= 1 (or 0: as trained), got {self.slot_iters}")
         if min(self.time_stride, self.horizon, self.batch, self.threshold_episodes) < 1 or self.perturb_scale <= 0:
@@ -111,35 +123,37 @@ class ProbeConfig:
 # ------------------------------------------------------------------------------------------------- slot scores
 
 
-@torch.no_grad()
-def prediction_gain(
-    model,
-    z: torch.Tensor,
-    z_next: torch.Tensor,
-    actions: torch.Tensor,
-    positions: torch.Tensor | None = None,
-    slot_mask: torch.Tensor | None = None,
-    edge_gates: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """(B, K, K) at [b, i, j]: how much better the model predicts the *observed* next slot of j with the edge i -> j
-    open than closed, ||z_j + Δz_j - z'_j||² with gate i -> j at 0 minus the same with it at 1, every other gate at
-    the model's own value.
+def searches_subsets(model, num_slots: int, limit: int = GAIN_SEARCH) -> bool:
+    """Whether ``prediction_gain`` searches every subset of each receiver's senders (a one-round transition with at
+    most ``limit`` slots) rather than toggling one sender's edges with the other gates at the model's values."""
+    return model.one_round_messages and num_slots <= limit
 
-    The other methods read the model alone; this one asks the data which edges the model needs. Summed over the
-    transitions of an episode it is, for Gaussian errors of one variance, the log-likelihood ratio of the edge, the
-    test-time evidence that amortised graph inference (NRI's encoder, the pair gate MLP) may read imperfectly.
 
-    ``z``, ``z_next`` (B, K, D) encoded slots of consecutive observations, ``actions`` (B,) the action between them,
-    ``positions`` (B, N, 2) normalised object positions (action node) or None, ``edge_gates`` (B, K, K) the graph
-    a model with ``graph_context`` inferred (default: the pair gates the transition computes from ``z``; all 1 for an
-    ungated model, whose gain is then that of keeping the message i -> j over removing it)."""
+def _patterns(k: int, like: torch.Tensor) -> torch.Tensor:
+    """(2^K, K) every on/off pattern of K senders, as floats like ``like``."""
+    bits = torch.arange(2**k, device=like.device)[:, None] >> torch.arange(k, device=like.device)[None]
+    return (bits & 1).to(like.dtype)
+
+
+def _gain_errors(model, z, z_next, actions, positions, slot_mask, edge_gates, search: bool):
+    """Squared one-step errors (V, B, K_j) of the receivers under V gate settings, and how to turn their sum over
+    transitions into edge scores (`_gain_scores`). With ``search``: V = 2^K patterns, sender i's edges i -> * on where
+    bit i is set (a receiver's prediction depends only on its incoming gates in a one-round transition). Otherwise
+    V = 2 n copies, edges closed then open, one sender's edges per copy (one-round) or one edge per copy, the other
+    gates at ``edge_gates`` (default: the pair gates the transition computes from ``z``)."""
     b, k, _ = z.shape
+    if search:
+        patterns = _patterns(k, z)
+        variants = patterns[:, None, :, None].expand(len(patterns), b, k, k)
+        obj_action, node_action = model.action_inputs(actions, positions, k)
+        delta = model.transition_model.gate_variants(z, variants, obj_action, node_action, slot_mask)
+        if model.contact is not None:  # the contact channel has no gates: the same part in every pattern
+            delta = delta + model.contact_delta(z, slot_mask)[None]
+        return (z[None] + delta - z_next[None]).pow(2).sum(-1), patterns
     if edge_gates is None:
         edge_gates = model.transition(z, actions, positions, slot_mask, norms=False).gates
-    # With one round of messages, receiver j's predicted change depends on gate i -> j only through message i -> j,
-    # so one copy per sender and gate value sets every edge i -> * at once; deeper transitions set one edge per copy.
-    edges = [(i, None) for i in range(k)] if model.one_round_messages else [(i, j) for i in range(k) for j in range(k)]
-    edges = [(i, j) for i, j in edges if i != j]
+    one_round = model.one_round_messages
+    edges = [(i, None) for i in range(k)] if one_round else [(i, j) for i in range(k) for j in range(k) if i != j]
     n = len(edges)
     variants = edge_gates[None].repeat(2 * n, 1, 1, 1)  # (2n, B, K, K): edges closed, then open
     for v, (i, j) in enumerate(edges):
@@ -153,18 +167,60 @@ def prediction_gain(
     delta = model.transition(
         tile(z), tile(actions), tile(positions), tile(slot_mask), variants.flatten(0, 1), norms=False
     ).delta
-    err = (tile(z) + delta - tile(z_next)).pow(2).sum(-1).unflatten(0, (2 * n, b))  # (2n, B, K_j)
-    gain = err[:n] - err[n:]  # (n, B, K_j)
-    if model.one_round_messages:
-        out = gain.permute(1, 0, 2).contiguous()  # (B, K_i, K_j)
+    return (tile(z) + delta - tile(z_next)).pow(2).sum(-1).unflatten(0, (2 * n, b)), edges
+
+
+def _gain_scores(errors: torch.Tensor, how, slot_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, K, K) edge scores from summed errors (V, B, K_j) of `_gain_errors`: for a pattern search the profile
+    likelihood ratio min_{i off} err_j - min_{i on} err_j, else err_j(closed) - err_j(open)."""
+    _, b, k = errors.shape
+    if isinstance(how, torch.Tensor):  # the patterns of a subset search
+        on = how.bool()
+        out = torch.stack([errors[~on[:, i]].amin(0) - errors[on[:, i]].amin(0) for i in range(k)], 1)
     else:
-        out = z.new_zeros(b, k, k)
-        for v, (i, j) in enumerate(edges):
-            out[:, i, j] = gain[v, :, j]
+        n = len(how)
+        gain = errors[:n] - errors[n:]  # (n, B, K_j)
+        if how[0][1] is None:  # one copy per sender
+            out = gain.permute(1, 0, 2).contiguous()
+        else:
+            out = errors.new_zeros(b, k, k)
+            for v, (i, j) in enumerate(how):
+                out[:, i, j] = gain[v, :, j]
     out.diagonal(dim1=1, dim2=2).zero_()
     if slot_mask is not None:
         out = out.masked_fill(~(slot_mask[:, :, None] & slot_mask[:, None, :]), 0.0)
     return out
+
+
+@torch.no_grad()
+def prediction_gain(
+    model,
+    z: torch.Tensor,
+    z_next: torch.Tensor,
+    actions: torch.Tensor,
+    positions: torch.Tensor | None = None,
+    slot_mask: torch.Tensor | None = None,
+    edge_gates: torch.Tensor | None = None,
+    search: int = GAIN_SEARCH,
+) -> torch.Tensor:
+    """(B, K, K) at [b, i, j]: how much better the model predicts the *observed* next slot of j, ||z_j + Δz_j -
+    z'_j||², when it may use the edge i -> j than when it may not.
+
+    The other methods read the model alone; this one asks the data which edges the model's learned messages need, so
+    that a graph the amortised inference (NRI's edge encoder, the pair gate MLP) read imperfectly can be corrected by
+    the dynamics. For a one-round transition with at most ``search`` slots, every subset of j's senders is tried
+    (2^K gate patterns, the edge MLP run once, `TransitionGNN.gate_variants`) and the score is the profile
+    likelihood ratio: the least error with i off minus the least with i on, each over the other senders' subsets
+    (for Gaussian errors of one variance, the log-likelihood ratio of the edge at the best graph either way). Other
+    transitions compare the edge closed (gate 0) against open (gate 1) with every other gate at ``edge_gates``
+    (default: the pair gates the transition computes from ``z``; all 1 for an ungated model).
+
+    ``z``, ``z_next`` (B, K, D) encoded slots of consecutive observations, ``actions`` (B,) the action between them,
+    ``positions`` (B, N, 2) normalised object positions (action node) or None. `extract` sums the errors over
+    every transition the graph is read from before taking the minima."""
+    use = searches_subsets(model, z.shape[1], search)
+    errors, how = _gain_errors(model, z, z_next, actions, positions, slot_mask, edge_gates, use)
+    return _gain_scores(errors, how, slot_mask)
 
 
 @torch.no_grad()
@@ -422,23 +478,41 @@ def action_readouts(
     }
 
 
-def _span_gain(
-    model, data: EpisodeArrays, e: np.ndarray, z_seq: torch.Tensor, start: int, slot_mask, edge_gates, chunk: int = 4096
-) -> torch.Tensor:
-    """(B, K, K) mean `prediction_gain` over the transitions of slots ``z_seq`` (B, S + 1, K, D), whose first
-    observation is time ``start`` of episodes ``e``; ``edge_gates`` (B, K, K) are held fixed over the span (None: the
-    pair gates of each step). Copies of at most ``chunk`` samples go through the transition at once."""
-    b, s1, k, d = z_seq.shape
-    steps = start + np.arange(s1 - 1)
-    actions = torch.from_numpy(data.actions[e[:, None], steps[None]])  # (B, S)
+def span_inputs(model, data: EpisodeArrays, e: np.ndarray, start: int, count: int):
+    """The actions (B, S) and, with an action node, normalised object positions (B, S, N, 2) of the ``count``
+    transitions from time ``start`` of episodes ``e``: what `span_gain` needs beside the slots."""
+    steps = start + np.arange(count)
+    actions = torch.from_numpy(data.actions[e[:, None], steps[None]])
     positions = None
     if model.config.action_node:
-        positions = torch.from_numpy(data.states[e[:, None], steps[None], :, :2]) / model.arena_size  # (B, S, N, 2)
-    total = z_seq.new_zeros(b, k, k)
-    per = max(1, chunk // max(1, b * 2 * k))  # transitions per call (the one-round copies are 2K per sample)
+        positions = torch.from_numpy(data.states[e[:, None], steps[None], :, :2]) / model.arena_size
+    return actions, positions
+
+
+@torch.no_grad()
+def span_gain(
+    model,
+    z_seq: torch.Tensor,
+    actions: torch.Tensor,
+    positions: torch.Tensor | None,
+    slot_mask: torch.Tensor | None,
+    edge_gates: torch.Tensor | None,
+    search: int = GAIN_SEARCH,
+    chunk: int = 4096,
+) -> torch.Tensor:
+    """(B, K, K) `prediction_gain` of the transitions of slots ``z_seq`` (B, S + 1, K, D) together, with
+    ``actions`` (B, S) and ``positions`` (B, S, N, 2) or None (`span_inputs`): the errors are summed over the S
+    transitions before the scores are formed (a subset search then picks one best graph per receiver for the whole
+    span), then divided by S. ``edge_gates`` (B, K, K) are held fixed over the span (None: the pair gates of each
+    step). At most ``chunk`` copies go through the transition per call."""
+    b, s1, k, _ = z_seq.shape
+    use = searches_subsets(model, k, search)
+    copies = 2**k if use else 2 * k * (1 if model.one_round_messages else k)
+    per = max(1, chunk // max(1, b * copies))  # transitions per call
+    total, how = None, None
     for a in range(0, s1 - 1, per):
         n = min(per, s1 - 1 - a)
-        gain = prediction_gain(
+        errors, how = _gain_errors(
             model,
             z_seq[:, a : a + n].flatten(0, 1),
             z_seq[:, a + 1 : a + n + 1].flatten(0, 1),
@@ -446,9 +520,11 @@ def _span_gain(
             None if positions is None else positions[:, a : a + n].flatten(0, 1),
             None if slot_mask is None else slot_mask.repeat_interleave(n, 0),
             None if edge_gates is None else edge_gates.repeat_interleave(n, 0),
+            use,
         )
-        total += gain.unflatten(0, (b, n)).sum(1)
-    return total / (s1 - 1)
+        summed = errors.unflatten(1, (b, n)).sum(2)  # (V, B, K)
+        total = summed if total is None else total + summed
+    return _gain_scores(total / (s1 - 1), how, slot_mask)
 
 
 def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = False) -> ProbeScores:
@@ -497,7 +573,8 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
             with torch.no_grad():
                 episode_gates = model.infer_graph(z_full, slot_mask, exact=False)
             if gain:  # every transition of the episode, under the one graph read from it
-                episode_gain = _span_gain(model, data, e, z_full, history - 1, slot_mask, episode_gates).numpy()
+                inputs = span_inputs(model, data, e, history - 1, z_full.shape[1] - 1)
+                episode_gain = span_gain(model, z_full, *inputs, slot_mask, episode_gates, cfg.gain_search).numpy()
         if scale is None:  # one perturbation size for the whole probe, from the first batch's slots
             flat = z_all.flatten(0, 1)[slot_mask.repeat_interleave(len(times), 0)] if slot_mask is not None else None
             flat = z_all.flatten(0, 2) if flat is None else flat
@@ -524,11 +601,14 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
                 slot_acc["prediction_gain"][e] += episode_gain
             elif gain and ctx:  # the transitions of the observations the graph was read from, and t -> t + 1
                 span = z_full[:, now - ctx : now + 2]
-                slot_acc["prediction_gain"][e] += _span_gain(
-                    model, data, e, span, t - ctx, slot_mask, edge_gates
+                inputs = span_inputs(model, data, e, t - ctx, ctx + 1)
+                slot_acc["prediction_gain"][e] += span_gain(
+                    model, span, *inputs, slot_mask, edge_gates, cfg.gain_search
                 ).numpy()
             elif gain:
-                g = prediction_gain(model, z_all[:, li], z_after[:, li], act[:, 0], pos0, slot_mask)
+                g = prediction_gain(
+                    model, z_all[:, li], z_after[:, li], act[:, 0], pos0, slot_mask, search=cfg.gain_search
+                )
                 slot_acc["prediction_gain"][e] += g.numpy()
             if c.action_node:
                 readouts = action_readouts(model, z_all[:, li], act[:, 0], pos[:, 0], slot_mask, edge_gates)

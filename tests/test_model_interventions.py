@@ -136,6 +136,35 @@ def test_intervene_cli_smoke(state_run, capsys):
     assert (state_run / "intervene.json").read_bytes() == before
 
 
+def test_learned_graph_scores_prediction_gain_as_the_probe_does(state_run):
+    """`learned_graph` with the probe's best method ``prediction_gain`` (which needs the observed next step): the
+    mean over probed steps of the gain of step t -> t + 1 (a pair-gated model), thresholded."""
+    import torch
+
+    from causal_wm import probe
+    from causal_wm.train import load_run
+
+    model = load_run(state_run)
+    scene, spec, roll = _episode()
+    n = roll.states.shape[1]
+    times = range(0, len(roll.states) - 1, 5)
+    k = model.config.num_slots
+    total = np.zeros((k, k))
+    for t in times:
+        obs = torch.zeros(2, k, model.config.num_features)
+        obs[:, :n] = torch.from_numpy(roll.states[t : t + 2])
+        mask = torch.zeros(2, k, dtype=torch.bool)
+        mask[:, :n] = True
+        z = model.encode(obs, slot_mask=mask).slots
+        actions = torch.from_numpy(roll.actions[t : t + 1]).long()
+        total += probe.prediction_gain(model, z[:1], z[1:], actions, None, mask[:1])[0].numpy()
+    scores = (total / len(times))[:n, :n]
+    threshold = float(np.median(scores[~np.eye(n, dtype=bool)]))
+    got = iv.learned_graph(model, roll, "prediction_gain", threshold)
+    assert got.shape == (n, n) and not got.diagonal().any()
+    np.testing.assert_array_equal(got, (scores >= threshold) & ~np.eye(n, dtype=bool))
+
+
 def test_model_effect_is_decoded_displacement_with_a_state_decoder(state_run, monkeypatch):
     """With a position readout the model's effect is in decoded positions (the simulator's units), the latent distance
     is kept beside it; a decoder that ignores its input therefore shows no effect at all."""

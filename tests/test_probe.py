@@ -2,6 +2,7 @@
 slots, scoring with dropped objects, and the probe CLI on a state-only file from another simulator."""
 
 import dataclasses
+import itertools
 import json
 
 import h5py
@@ -118,13 +119,64 @@ def twin_models():
     return model, slow, torch.randn(3, 4, 5, dtype=torch.float64), mask
 
 
-def test_prediction_gain_one_copy_per_sender_equals_one_copy_per_edge():
-    """One-round models set every edge i -> * in one copy; the whole-graph path sets one edge per copy. Same scores,
-    with pushes, an action node and padded slots; each score is err(gate 0) - err(gate 1) of the receiver."""
+def brute_force_errors(model, z, z_next, actions, positions, mask):
+    """{pattern: (B, K) squared errors of every receiver with sender i's edges on iff bit i of the pattern is set},
+    each from one plain `WorldModel.transition` call."""
+    b, k, _ = z.shape
+    out = {}
+    for bits in itertools.product([0.0, 1.0], repeat=k):
+        gates = torch.tensor(bits, dtype=z.dtype)[None, :, None].expand(b, k, k).clone()
+        delta = model.transition(z, actions, positions, mask, edge_gates=gates).delta
+        out[bits] = (z + delta - z_next).pow(2).sum(-1)
+    return out
+
+
+def profile_by_hand(errors: dict, k: int) -> torch.Tensor:
+    """(B, K, K) min over patterns with i off of err_j minus min over patterns with i on."""
+    scores = torch.zeros(next(iter(errors.values())).shape[0], k, k, dtype=torch.float64)
+    for i in range(k):
+        off = torch.stack([e for bits, e in errors.items() if not bits[i]]).amin(0)
+        on = torch.stack([e for bits, e in errors.items() if bits[i]]).amin(0)
+        scores[:, i] = off - on
+    scores.diagonal(dim1=1, dim2=2).zero_()
+    return scores
+
+
+def test_prediction_gain_searches_every_subset_of_senders():
+    """The subset search (edge MLP once, `TransitionGNN.gate_variants`) gives the profile likelihood ratio of plain
+    transition calls under each of the 2^K gate patterns: action node, pushes, padded slots."""
+    model, _, z, mask = twin_models()
+    z_next = z + 0.3 * torch.randn_like(z)
+    actions, positions = torch.tensor([1, 0, 9]), torch.rand(3, 4, 2, dtype=torch.float64)
+    got = probe.prediction_gain(model, z, z_next, actions, positions, mask)
+    want = profile_by_hand(brute_force_errors(model, z, z_next, actions, positions, mask), 4)
+    want = want.masked_fill(~(mask[:, :, None] & mask[:, None, :]), 0.0)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+    assert (got[1, 1] == 0).all() and (got[1, :, 1] == 0).all() and (got != 0).sum() == 12 + 6 + 6
+    # A span sums the errors of its transitions before the minima (one best graph per receiver for the span).
+    z2 = z_next + 0.3 * torch.randn_like(z)
+    a2 = torch.tensor([0, 5, 2])
+    first = brute_force_errors(model, z, z_next, actions, positions, mask)
+    second = brute_force_errors(model, z_next, z2, a2, positions, mask)
+    summed = {bits: (first[bits] + second[bits]) / 2 for bits in first}
+    span = probe.span_gain(
+        model, torch.stack([z, z_next, z2], 1), torch.stack([actions, a2], 1), torch.stack([positions] * 2, 1), mask,
+        None,
+    )  # fmt: skip
+    want = profile_by_hand(summed, 4).masked_fill(~(mask[:, :, None] & mask[:, None, :]), 0.0)
+    torch.testing.assert_close(span, want, atol=1e-12, rtol=1e-9)
+
+
+def test_gain_search_limit_and_deeper_transitions_toggle_one_edge_at_a_time():
+    """Above the search limit (or for a transition of several rounds) each edge is closed (gate 0) and opened (gate 1)
+    with the other gates at the model's own. One-round models set every edge i -> * in one copy; the whole-graph path
+    sets one edge per copy. Same scores, with pushes, an action node and padded slots."""
     model, slow, z, mask = twin_models()
     z_next = z + 0.3 * torch.randn_like(z)
     actions, positions = torch.tensor([1, 0, 9]), torch.rand(3, 4, 2, dtype=torch.float64)
-    fast = probe.prediction_gain(model, z, z_next, actions, positions, mask)
+    assert probe.searches_subsets(model, 4) and not probe.searches_subsets(model, 4, limit=3)
+    assert not probe.searches_subsets(slow, 4)
+    fast = probe.prediction_gain(model, z, z_next, actions, positions, mask, search=3)
     ref = probe.prediction_gain(slow, z, z_next, actions, positions, mask)
     torch.testing.assert_close(fast, ref, atol=1e-12, rtol=1e-9)
     assert (fast[1, 1] == 0).all() and (fast[1, :, 1] == 0).all() and (fast.diagonal(dim1=1, dim2=2) == 0).all()
@@ -141,7 +193,8 @@ def test_prediction_gain_one_copy_per_sender_equals_one_copy_per_edge():
 
 def test_prediction_gain_in_extract_averages_the_graphs_own_span(tmp_path):
     """Per probed step t the gain is summed over the transitions the graph was read from and t -> t + 1 (window),
-    or over every transition of the episode (episode); a pair-gated model scores t -> t + 1 alone."""
+    or over every transition of the episode (episode), with their inferred graph (toggled edges, ``gain_search=0``,
+    so that the sum of the per-transition scores is the span's); a pair-gated model scores t -> t + 1 alone."""
     from causal_wm.train import EpisodeArrays
 
     path = tmp_path / "nri.h5"
@@ -157,7 +210,7 @@ def test_prediction_gain_in_extract_averages_the_graphs_own_span(tmp_path):
     z = model.encode(states.flatten(0, 1)).slots.unflatten(0, states.shape[:2])  # (E, T, K, D)
     actions = torch.from_numpy(data.actions)
     for graph_from in ("window", "episode"):
-        cfg_probe = probe.ProbeConfig(methods=("prediction_gain",), time_stride=4, graph_from=graph_from)
+        cfg_probe = probe.ProbeConfig(methods=("prediction_gain",), time_stride=4, graph_from=graph_from, gain_search=0)
         got = probe.extract(model, data, cfg_probe).scores["prediction_gain"]
         want = torch.zeros(2, 3, 3, dtype=torch.float64)
         for t in times:
@@ -165,11 +218,12 @@ def test_prediction_gain_in_extract_averages_the_graphs_own_span(tmp_path):
             ctx = z if graph_from == "episode" else z[:, t - 2 : t + 1]
             gates = model.infer_graph(ctx, exact=False)
             for s in span:
-                want += probe.prediction_gain(model, z[:, s], z[:, s + 1], actions[:, s], None, None, gates).double()
+                gain = probe.prediction_gain(model, z[:, s], z[:, s + 1], actions[:, s], None, None, gates, search=0)
+                want += gain.double()
         want /= len(times) * len(span)
         np.testing.assert_allclose(got, want.numpy() * np.where(np.eye(3), np.nan, 1), rtol=1e-4, atol=1e-7)
     pair = WorldModel(dataclasses.replace(cfg, graph_context=0)).eval()
-    got = probe.extract(pair, data, probe.ProbeConfig(methods=("prediction_gain",), time_stride=4))
+    got = probe.extract(pair, data, probe.ProbeConfig(methods=("prediction_gain",), time_stride=4))  # a search
     times = np.arange(0, data.steps - 1, 4)
     z = pair.encode(states.flatten(0, 1)).slots.unflatten(0, states.shape[:2])
     want = sum(probe.prediction_gain(pair, z[:, t], z[:, t + 1], actions[:, t]) for t in times) / len(times)
@@ -302,6 +356,8 @@ def test_probe_config_refuses_bad_values():
         probe.ProbeConfig(matching="psychic")
     with pytest.raises(probe.ProbeError):
         probe.ProbeConfig(time_stride=0)
+    with pytest.raises(probe.ProbeError, match="gain_search"):
+        probe.ProbeConfig(gain_search=13)
 
 
 # ------------------------------------------------------------------------------------------------- CLI smoke
@@ -366,6 +422,7 @@ def test_probe_cli_refuses_mismatched_data_and_bad_flags(nri, tmp_path, capsys):
     assert "adjacency" in capsys.readouterr().err
     assert main(["probe", str(run), "--data", str(nri / "test.h5"), "--baselines", "astrology"]) == 2
     assert main(["probe", str(run), "--data", str(nri / "test.h5"), "--methods", "gates,vibes"]) == 2
+    assert main(["probe", str(run), "--data", str(nri / "test.h5"), "--gain-search", "20"]) == 2
     # A failed probe never leaves a partial file behind and keeps earlier results.
     now = (run / "probe.json").read_bytes() if (run / "probe.json").exists() else None
     assert now == earlier

@@ -257,6 +257,27 @@ def test_action_variants_equal_forward_under_each_action(gated, given_gates):
         model.action_variants(z, node_actions, obj_actions[:2])
 
 
+@pytest.mark.parametrize("gated, node_action_dim", [(True, A_NODE), (False, A_NODE), (True, 0)])
+def test_gate_variants_equal_forward_under_each_set_of_gates(gated, node_action_dim):
+    """Running the edge MLP once for several sets of slot-edge gates gives what `forward` gives with each set as
+    ``edge_gates``, with padding, object-factored actions and an action node (whose own gates stay the pair MLP's)."""
+    model = make_model(gated=gated, node_action_dim=node_action_dim).double()
+    z, obj_action, node_action = make_inputs(3, 5, dtype=torch.float64)
+    node_action = node_action if node_action_dim else None
+    slot_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    gates = torch.rand(6, 3, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    delta = model.gate_variants(z, gates, obj_action, node_action, slot_mask)
+    assert delta.shape == (6, 3, 5, z.shape[-1])
+    for v in range(6):
+        ref = model(z, obj_action, node_action, slot_mask, edge_gates=gates[v]).delta
+        torch.testing.assert_close(delta[v], ref, atol=1e-12, rtol=1e-10)
+    assert not torch.allclose(delta[0], delta[1])
+    with pytest.raises(ValueError, match="one-round"):
+        make_model(layers=2).double().gate_variants(z, gates, obj_action, node_action, slot_mask)
+    with pytest.raises(ValueError, match="gates must have shape"):
+        model.gate_variants(z, gates[:, :, :4], obj_action, node_action, slot_mask)
+
+
 def test_norms_false_skips_only_the_message_norms():
     model = make_model()
     z, obj_action, node_action = make_inputs(3, 4)
