@@ -490,26 +490,24 @@ def span_inputs(model, data: EpisodeArrays, e: np.ndarray, start: int, count: in
 
 
 @torch.no_grad()
-def span_gain(
+def transition_errors(
     model,
     z_seq: torch.Tensor,
     actions: torch.Tensor,
     positions: torch.Tensor | None,
     slot_mask: torch.Tensor | None,
     edge_gates: torch.Tensor | None,
-    search: int = GAIN_SEARCH,
+    search: bool,
     chunk: int = 4096,
-) -> torch.Tensor:
-    """(B, K, K) `prediction_gain` of the transitions of slots ``z_seq`` (B, S + 1, K, D) together, with
-    ``actions`` (B, S) and ``positions`` (B, S, N, 2) or None (`span_inputs`): the errors are summed over the S
-    transitions before the scores are formed (a subset search then picks one best graph per receiver for the whole
-    span), then divided by S. ``edge_gates`` (B, K, K) are held fixed over the span (None: the pair gates of each
-    step). At most ``chunk`` copies go through the transition per call."""
+):
+    """Squared one-step errors (V, B, S, K_j) of each transition of slots ``z_seq`` (B, S + 1, K, D) under the V
+    gate settings of `_gain_errors`, with ``actions`` (B, S) and ``positions`` (B, S, N, 2) or None (`span_inputs`),
+    and how to turn their sum into scores. ``edge_gates`` (B, K, K), held fixed, matter only without ``search``. At
+    most ``chunk`` copies go through the transition per call."""
     b, s1, k, _ = z_seq.shape
-    use = searches_subsets(model, k, search)
-    copies = 2**k if use else 2 * k * (1 if model.one_round_messages else k)
+    copies = 2**k if search else 2 * k * (1 if model.one_round_messages else k)
     per = max(1, chunk // max(1, b * copies))  # transitions per call
-    total, how = None, None
+    parts, how = [], None
     for a in range(0, s1 - 1, per):
         n = min(per, s1 - 1 - a)
         errors, how = _gain_errors(
@@ -520,11 +518,28 @@ def span_gain(
             None if positions is None else positions[:, a : a + n].flatten(0, 1),
             None if slot_mask is None else slot_mask.repeat_interleave(n, 0),
             None if edge_gates is None else edge_gates.repeat_interleave(n, 0),
-            use,
+            search,
         )
-        summed = errors.unflatten(1, (b, n)).sum(2)  # (V, B, K)
-        total = summed if total is None else total + summed
-    return _gain_scores(total / (s1 - 1), how, slot_mask)
+        parts.append(errors.unflatten(1, (b, n)))  # (V, B, n, K)
+    return torch.cat(parts, 2), how
+
+
+def span_gain(
+    model,
+    z_seq: torch.Tensor,
+    actions: torch.Tensor,
+    positions: torch.Tensor | None,
+    slot_mask: torch.Tensor | None,
+    edge_gates: torch.Tensor | None,
+    search: int = GAIN_SEARCH,
+) -> torch.Tensor:
+    """(B, K, K) `prediction_gain` of the transitions of slots ``z_seq`` (B, S + 1, K, D) together, with
+    ``actions`` (B, S) and ``positions`` (B, S, N, 2) or None (`span_inputs`): the errors are averaged over the S
+    transitions before the scores are formed (a subset search then picks one best graph per receiver for the whole
+    span). ``edge_gates`` (B, K, K) are held fixed over the span (None: the pair gates of each step)."""
+    use = searches_subsets(model, z_seq.shape[2], search)
+    errors, how = transition_errors(model, z_seq, actions, positions, slot_mask, edge_gates, use)
+    return _gain_scores(errors.mean(2), how, slot_mask)
 
 
 def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = False) -> ProbeScores:
@@ -575,6 +590,11 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
             if gain:  # every transition of the episode, under the one graph read from it
                 inputs = span_inputs(model, data, e, history - 1, z_full.shape[1] - 1)
                 episode_gain = span_gain(model, z_full, *inputs, slot_mask, episode_gates, cfg.gain_search).numpy()
+        elif ctx and gain and searches_subsets(model, k, cfg.gain_search):
+            # A subset search does not read the inferred gates, so each transition's errors serve every window
+            # that holds it: computed once here, summed per probed step below.
+            inputs = span_inputs(model, data, e, history - 1, z_full.shape[1] - 1)
+            all_errors, patterns = transition_errors(model, z_full, *inputs, slot_mask, None, True)
         if scale is None:  # one perturbation size for the whole probe, from the first batch's slots
             flat = z_all.flatten(0, 1)[slot_mask.repeat_interleave(len(times), 0)] if slot_mask is not None else None
             flat = z_all.flatten(0, 2) if flat is None else flat
@@ -599,6 +619,9 @@ def extract(model, data: EpisodeArrays, cfg: ProbeConfig, *, progress: bool = Fa
                 slot_acc[m][e] += s.numpy()
             if gain and whole:
                 slot_acc["prediction_gain"][e] += episode_gain
+            elif gain and ctx and searches_subsets(model, k, cfg.gain_search):
+                window = all_errors[:, :, now - ctx : now + 1].mean(2)  # the graph's observations and t -> t + 1
+                slot_acc["prediction_gain"][e] += _gain_scores(window, patterns, slot_mask).numpy()
             elif gain and ctx:  # the transitions of the observations the graph was read from, and t -> t + 1
                 span = z_full[:, now - ctx : now + 2]
                 inputs = span_inputs(model, data, e, t - ctx, ctx + 1)

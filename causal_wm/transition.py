@@ -552,34 +552,33 @@ class TransitionGNN(MessagePassing):
         """Δz (V, B, K, D) of one batch under V sets of slot-edge gates ``gates`` (V, B, K, K).
 
         [v] equals `forward` with ``edge_gates=gates[v]`` for a one-round model, but the edge MLP, which does not
-        depend on the gates, runs once: only the gated sums and the node MLP run V times."""
+        depend on the gates, runs once. So does most of the node MLP's first layer: Σ_i m_ij enters it linearly, so
+        each edge's part W_1m (W_o h_ij + b_o) is formed once, and per variant only its gated sum, the ReLU and the
+        rest of the node MLP run."""
         if self.layers != 1:
             raise ValueError(f"gate_variants needs a one-round model, this one has {self.layers} rounds")
         b, k = z.shape[:2]
         if gates.dim() != 4 or tuple(gates.shape[1:]) != (b, k, k):
             raise ValueError(f"gates must have shape (V, B, K, K) with (B, K)={(b, k)}, got {tuple(gates.shape)}")
-        v = gates.size(0)
         g = self._prepare(z, obj_action, node_action, slot_mask, gates[0])
+        w = self.rounds[0]
         d, h, n = self.slot_dim, self.hidden, g.num_nodes
         state = g.z.reshape(n, d)
         _, _, hidden, gate = self._edges(g, state, node_action, gates[0], 0)
+        first = w.node_mlp[0]
+        own = d + self.obj_action_dim  # the first layer reads [z_j, a_j, Σ_i m_ij]
+        to_first = first.weight[:, own:]  # (H, H): the message part of the first layer
+        edge_part = (hidden @ w.edge_out.weight.t() + w.edge_out.bias) @ to_first.t()  # (E, H): W_1m m_e
         es = g.num_slot_edges
-        hid = hidden.new_zeros(b * k * k, h).index_copy(0, g.dense_index, hidden[:es]).view(b, k, k, h)
+        dense = edge_part.new_zeros(b * k * k, h).index_copy(0, g.dense_index, edge_part[:es]).view(b, k, k, h)
         valid = gates.new_zeros(b * k * k).index_fill(0, g.dense_index, 1.0).view(b, k, k)
-        real = gates * valid  # (V, B, K, K): padded and self edges carry nothing
-        sums = torch.einsum("vbij,bijh->vbjh", real, hid)  # (V, B, K_j, H)
-        totals = real.sum(2)  # (V, B, K_j)
+        pre = torch.einsum("vbij,bijh->vbjh", gates * valid, dense)  # (V, B, K_j, H); padded and self edges carry 0
+        inputs = state if g.obj_action is None else torch.cat([state, g.obj_action], dim=-1)
+        fixed = torch.addmm(first.bias, inputs, first.weight[:, :own].t())  # (N, H)
         if es < gate.size(0):  # the action node's edges, the same in every variant
-            receiver = g.edge_index[1, es:]
-            sums = sums + scatter(gate[es:, None] * hidden[es:], receiver, dim=0, dim_size=n).view(b, k, h)
-            totals = totals + scatter(gate[es:], receiver, dim=0, dim_size=n).view(b, k)
-        obj = (
-            None
-            if g.obj_action is None
-            else g.obj_action[None].expand(v, n, self.obj_action_dim).reshape(-1, self.obj_action_dim)
-        )
-        moved = state[None].expand(v, n, d).reshape(v * n, d)
-        step = self.update(sums.reshape(v * n, h), totals.reshape(v * n), moved, obj, 0).view(v, b, k, d)
+            fixed = fixed + scatter(gate[es:, None] * edge_part[es:], g.edge_index[1, es:], dim=0, dim_size=n)
+        pre = pre + fixed.view(b, k, h)
+        step = w.node_mlp[2:](torch.relu(pre))  # (V, B, K, D)
         if slot_mask is not None:
             step = step.masked_fill(~slot_mask[None, ..., None], 0.0)
         return step

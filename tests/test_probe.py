@@ -222,6 +222,16 @@ def test_prediction_gain_in_extract_averages_the_graphs_own_span(tmp_path):
                 want += gain.double()
         want /= len(times) * len(span)
         np.testing.assert_allclose(got, want.numpy() * np.where(np.eye(3), np.nan, 1), rtol=1e-4, atol=1e-7)
+    # The subset search (the default) computes each transition's errors once for every window that holds it.
+    for graph_from in ("window", "episode"):
+        cfg_probe = probe.ProbeConfig(methods=("prediction_gain",), time_stride=4, graph_from=graph_from)
+        got = probe.extract(model, data, cfg_probe).scores["prediction_gain"]
+        want = torch.zeros(2, 3, 3, dtype=torch.float64)
+        for t in times:
+            lo, hi = (0, data.steps - 1) if graph_from == "episode" else (t - 2, t + 1)
+            want += probe.span_gain(model, z[:, lo : hi + 1], actions[:, lo:hi], None, None, None).double()
+        want /= len(times)
+        np.testing.assert_allclose(got, want.numpy() * np.where(np.eye(3), np.nan, 1), rtol=1e-4, atol=1e-7)
     pair = WorldModel(dataclasses.replace(cfg, graph_context=0)).eval()
     got = probe.extract(pair, data, probe.ProbeConfig(methods=("prediction_gain",), time_stride=4))  # a search
     times = np.arange(0, data.steps - 1, 4)
