@@ -45,14 +45,14 @@ def plot(scores_path: str, out: str, title: str | None = None):
     if not names:
         raise SystemExit(f"{scores_path} holds no scores")
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    styles = ["-"] * 4 + ["--"] * 4
-    for i, name in enumerate(names):
+    for name in names:
         s, y = pairs(raw, name)
         if y.all() or not y.any():
             continue
         fpr, tpr = roc(s, y)
         label = name.removeprefix("scores_").replace("baseline_", "") + (" (baseline)" if "baseline_" in name else "")
-        ax.plot(fpr, tpr, styles[i % len(styles)], label=f"{label}: AUROC {metrics.auroc(s, y):.3f}", lw=1.6)
+        style = "--" if name.startswith("baseline_") else "-"  # the model's readings solid, the baselines dashed
+        ax.plot(fpr, tpr, style, label=f"{label}: AUROC {metrics.auroc(s, y):.3f}", lw=1.6)
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
     ax.set_title(title or "learned edges vs ground-truth adjacency")
