@@ -9,13 +9,15 @@ episode (higher = more likely an edge):
 - ``latent_intervention``: perturb slot i by +/- one standard deviation of the slots along fixed random sign
   patterns, imagine ``horizon`` steps with the episode's actions, and measure the mean change of slot j. It sees
   indirect (multi-hop) effects as the horizon grows, so it scores influence rather than only direct edges.
-- ``prediction_gain``: how much worse the model predicts the *observed* next slot j with the edge i -> j closed
-  (gate 0) than open (gate 1), the other gates at the model's own values, summed over the transitions the graph is
-  read from (for a model with ``graph_context``: the W observations up to the probed step and the step after it, or
-  the whole episode with ``graph_from="episode"``; otherwise the probed step's transition). The first four read the
-  model alone; this one asks the data which of the model's edges it needs (the log-likelihood ratio of the edge for
-  Gaussian errors), so an inferred graph that the edge encoder read imperfectly can be corrected by the dynamics
-  the model learned.
+- ``prediction_gain``: how much better the model predicts the *observed* next slot j when it may use the edge
+  i -> j, its squared one-step errors summed over the transitions the graph is read from (for a model with
+  ``graph_context``: the W observations up to the probed step and the step after it, or the whole episode with
+  ``graph_from="episode"``; otherwise the probed step's transition). For a one-round transition with at most
+  ``gain_search`` slots every subset of j's senders is tried, and the score is the profile likelihood ratio: the
+  least error without i minus the least with i. Otherwise the edge is closed (gate 0) and opened (gate 1) with the
+  other gates at the model's own values. The first four read the model alone; this one asks the data which of the
+  edges the model's learned messages need, so an inferred graph that the edge encoder read imperfectly is
+  corrected by the dynamics the model learned.
 
 Pixel encoders order their slots arbitrarily, so slots are matched to simulator objects per episode before scoring:
 
