@@ -526,7 +526,8 @@ def format_probe(result: dict) -> str:
         lines.append(f"  {name:<22} {f(a['auroc']):>6} {f(a['ap']):>6} {f(a.get('shd')):>6} {f(a.get('f1')):>6}")
     m = result["matching"]
     lines.append(
-        f"  best method: {result['best_method']}; slot matching {m['method']} (mean quality {m['mean_quality']:.2f}, "
+        f"  best method: {result['best_method']} (chosen on {result.get('best_selected_on', 'test')} episodes); "
+        f"slot matching {m['method']} (mean quality {m['mean_quality']:.2f}, "
         f"{m['dropped_objects']} of {m['objects']} objects dropped)"
     )
     if result.get("action_pushes"):

@@ -760,6 +760,17 @@ def thresholds_from(scores: dict[str, np.ndarray], truth: np.ndarray, matched: n
     return out
 
 
+def select_best(test_auroc: dict[str, float], train_auroc: dict[str, float]) -> tuple[str, str]:
+    """The method probe.json reports as best, and where it was chosen: ``"training"`` when the threshold episodes
+    of the training file scored it (highest AUROC there, so the test figures stay an unbiased estimate), else
+    ``"test"`` (highest test AUROC, an optimistic pick). Ties keep the earlier method; NaN never wins."""
+    for source, table in (("training", train_auroc), ("test", test_auroc)):
+        ranked = [m for m in test_auroc if np.isfinite(table.get(m, np.nan))]
+        if ranked:
+            return max(ranked, key=lambda m: table[m]), source
+    return next(iter(test_auroc)), "none"
+
+
 def _truth(path: str, data: EpisodeArrays, influence_threshold: float) -> dict[str, np.ndarray]:
     import h5py
 
@@ -834,6 +845,7 @@ def probe(
 
     train_path = train_data or model.train_config.get("data")
     thresholds: dict[str, float] = {}
+    train_auroc: dict[str, float] = {}
     threshold_source = None
     tdata = train_truth = None
     if train_path and Path(train_path).exists():
@@ -844,6 +856,9 @@ def probe(
         tprobe = extract(model, tdata, cfg)
         train_truth = _truth(train_path, tdata, cfg.influence_threshold)["adjacency"]
         thresholds = thresholds_from(tprobe.scores, train_truth, tprobe.matched)
+        train_auroc = {
+            m: metrics.graph_scores(*compact(s, train_truth, tprobe.matched))["auroc"] for m, s in tprobe.scores.items()
+        }
         threshold_source = f"{train_path} (first {n_thr} episodes)"
 
     arrays_extra: dict[str, np.ndarray] = {}
@@ -868,13 +883,15 @@ def probe(
             if "influence" in truth:
                 result["baselines"][b]["influence"] = score_method(s, truth["influence"], real)
             arrays_extra[f"baseline_{b}"] = s.astype(np.float32)
-    ranked = [m for m in scores.scores if np.isfinite(result["methods"][m]["adjacency"]["auroc"])]
-    best = (
-        max(ranked, key=lambda m: result["methods"][m]["adjacency"]["auroc"]) if ranked else next(iter(scores.scores))
+    best, best_selected_on = select_best(
+        {m: result["methods"][m]["adjacency"]["auroc"] for m in scores.scores}, train_auroc
     )
+    for m, a in train_auroc.items():
+        result["methods"][m]["adjacency"]["train_auroc"] = a
     top = result["methods"][best]["adjacency"]
     result.update(
         best_method=best,
+        best_selected_on=best_selected_on,
         auroc=top["auroc"],
         ap=top["ap"],
         shd=top.get("shd"),

@@ -397,6 +397,14 @@ def test_probe_cli_on_a_state_only_file(nri, capsys):
     assert set(result["methods"]) == set(probe.METHODS)
     assert result["matching"]["method"] == "identity"
     assert result["threshold_source"] is not None and result["shd"] is not None
+    # The best method is picked on the training episodes, never on the test file it is scored on.
+    train_auroc = {m: v["adjacency"]["train_auroc"] for m, v in result["methods"].items()}
+    assert result["best_selected_on"] == "training"
+    test_auroc = {m: v["adjacency"]["auroc"] for m, v in result["methods"].items()}
+    assert result["best_method"] == max(train_auroc, key=train_auroc.get)
+    assert probe.select_best(test_auroc, train_auroc) == (result["best_method"], "training")
+    assert result["auroc"] == result["methods"][result["best_method"]]["adjacency"]["auroc"]
+    assert f"best method: {result['best_method']} (chosen on training episodes)" in out
     raw = np.load(run / "probe_scores.npz")
     assert raw["scores_gates"].shape == raw["adjacency"].shape == (8, 5, 5)
     # Anyone can recompute a metric from the raw file.
@@ -568,3 +576,14 @@ def test_substeps_chain_the_transition_and_the_probe_takes_the_whole_graph_paths
         torch.testing.assert_close(fast[b], exact, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="substeps must be >= 1"):
         dataclasses.replace(model.config, substeps=0)
+
+
+def test_select_best_prefers_training_auroc_and_never_picks_nan():
+    test = {"gates": 0.9, "jacobian": 0.99, "message_norms": float("nan")}
+    # Training episodes decide, even against a higher test AUROC; a method training did not score is not ranked.
+    assert probe.select_best(test, {"gates": 0.8, "jacobian": 0.7}) == ("gates", "training")
+    assert probe.select_best(test, {"gates": float("nan"), "message_norms": 0.95}) == ("message_norms", "training")
+    # Without training scores the test AUROC decides (optimistic, and recorded as such); ties keep the first.
+    assert probe.select_best(test, {}) == ("jacobian", "test")
+    assert probe.select_best({"gates": 0.5, "jacobian": 0.5}, {"gates": float("nan")}) == ("gates", "test")
+    assert probe.select_best({"gates": float("nan")}, {}) == ("gates", "none")
