@@ -661,9 +661,10 @@ def _add_quickstart(sub) -> None:
     p = sub.add_parser(
         "quickstart",
         help="the main job at small scale on CPU",
-        description="Generate small springs datasets, train a world model from pixels, evaluate it, probe its learned "
-        "graph, run one intervention, draw the figures and write OUT/report.md (about 70 s on 2 cores). "
-        "Example: causal-wm quickstart --out quickstart",
+        description="Generate small springs datasets; train two world models, one from pixels (C-SWM's CNN, default "
+        "settings) and one from states with the recipe that holds the graph (state decoder, dynamics loss, edge "
+        "sparsity); evaluate, probe and intervene on both; draw the figures and write OUT/report.md (about 5 "
+        "minutes on 2 cores). Example: causal-wm quickstart --out quickstart",
     )
     p.add_argument(
         "--out",
@@ -672,8 +673,17 @@ def _add_quickstart(sub) -> None:
         help="directory for the quickstart's own outputs (default ./quickstart); its files are replaced on each run",
     )
     p.add_argument("--episodes", type=int, default=300, help="training episodes (default 300)")
-    p.add_argument("--steps", type=int, default=500, help="training steps (default 500)")
-    p.add_argument("--encoder", default="cnn", choices=["cnn", "slots", "state"], help="slot encoder (default cnn)")
+    p.add_argument("--steps", type=int, default=500, help="training steps of the pixel model (default 500)")
+    p.add_argument(
+        "--encoder", default="cnn", choices=["cnn", "slots", "state"], help="the first model's encoder (default cnn)"
+    )
+    p.add_argument(
+        "--graph-steps",
+        type=int,
+        default=2500,
+        help="training steps of the second model, the state recipe that holds the graph (default 2500; 0 leaves it "
+        "out)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads",
@@ -684,6 +694,37 @@ def _add_quickstart(sub) -> None:
     p.set_defaults(func=cmd_quickstart)
 
 
+QUICKSTART_DO = "remove[0]"
+"""The quickstart's intervention, in the simulator and in each model."""
+
+
+def quickstart_models(args, train_h5: Path) -> list[tuple[str, str, object]]:
+    """The quickstart's world models as (run directory name, description, TrainConfig): the first from
+    ``--encoder`` with default settings, then (unless ``--graph-steps 0``) the state recipe that holds the graph."""
+    from causal_wm.train import TrainConfig
+
+    threads = args.threads or TrainConfig.threads
+    common = dict(data=str(train_h5), seed=args.seed, threads=threads)
+    models = [
+        (
+            "run",
+            f"{args.encoder} encoder, default settings, {args.steps} steps",
+            TrainConfig(encoder=args.encoder, steps=args.steps, **common),
+        )
+    ]
+    if args.graph_steps:
+        recipe = dict(sparsity=0.05, negatives="both", recon_weight=10.0, model={"decoder": True})
+        models.append(
+            (
+                "run_state",
+                f"state encoder, state decoder and dynamics loss (the recipe that holds the graph), "
+                f"{args.graph_steps} steps",
+                TrainConfig(encoder="state", steps=args.graph_steps, **recipe, **common),
+            )
+        )
+    return models
+
+
 def cmd_quickstart(args) -> int:
     import shutil
 
@@ -691,11 +732,11 @@ def cmd_quickstart(args) -> int:
     from causal_wm.data import format_summary, open_dataset
     from causal_wm.generate import generate
 
-    if args.episodes < 4 or args.steps < 1:
-        raise CLIError("--episodes must be at least 4 and --steps positive")
+    if args.episodes < 4 or args.steps < 1 or args.graph_steps < 0:
+        raise CLIError("--episodes must be at least 4, --steps positive and --graph-steps at least 0")
     t0 = time.perf_counter()
     workers = args.threads or os.cpu_count() or 1
-    train_h5, test_h5, run = args.out / "data" / "train.h5", args.out / "data" / "test.h5", args.out / "run"
+    train_h5, test_h5 = args.out / "data" / "train.h5", args.out / "data" / "test.h5"
     common = dict(scene="springs", steps=30, num_objects="3-5")
     n_test = max(4, args.episodes // 3)
     print(f"[1/6] generating {args.episodes} + {n_test} springs episodes -> {args.out}/data")
@@ -720,92 +761,125 @@ def cmd_quickstart(args) -> int:
     from causal_wm.evaluate import evaluate, write_eval
     from causal_wm.interventions import intervene_report
     from causal_wm.probe import ProbeConfig, probe, write_probe
-    from causal_wm.train import TrainConfig, train
+    from causal_wm.train import train
 
-    print(f"[2/6] training the {args.encoder} world model for {args.steps} steps -> {run}")
-    shutil.rmtree(run, ignore_errors=True)
-    threads = args.threads or TrainConfig.threads
-    cfg = TrainConfig(data=str(train_h5), encoder=args.encoder, seed=args.seed, steps=args.steps, threads=threads)
-    train(cfg, run, progress=True)
-    print(f"[3/6] evaluating on held-out episodes -> {run}/eval.json")
-    result = evaluate(run, str(test_h5), threads=args.threads)
-    write_eval(run, result)
-    print(f"[4/6] probing the learned interaction graph -> {run}/probe.json")
-    probed, arrays = probe(run, str(test_h5), ProbeConfig(), baselines=["regression", "granger"], threads=args.threads)
-    write_probe(run, probed, arrays, overwrite=True)
-    do_text = "remove[0]"
-    print(f"[5/6] intervening: do({do_text}) in the simulator and in the model -> {run}/intervene.json")
-    report = intervene_report(run, do_text, episodes=8, horizon=10, seed=args.seed, threads=args.threads)
-    write_json(run / "intervene.json", report)
+    models = quickstart_models(args, train_h5)
+    runs = [args.out / name for name, _, _ in models]
+    for stale in ("run", "run_state", "figures"):  # a rerun leaves no other configuration's results beside its own
+        shutil.rmtree(args.out / stale, ignore_errors=True)
+    for run, (_, what, cfg) in zip(runs, models, strict=True):
+        print(f"[2/6] training the world model ({what}) -> {run}")
+        train(cfg, run, progress=True)
+    results = []
+    for run in runs:
+        print(f"[3/6] evaluating {run} on held-out episodes -> {run}/eval.json")
+        result = evaluate(run, str(test_h5), threads=args.threads)
+        write_eval(run, result)
+        print(f"[4/6] probing the learned interaction graph -> {run}/probe.json")
+        probed, arrays = probe(
+            run, str(test_h5), ProbeConfig(), baselines=["regression", "granger"], threads=args.threads
+        )
+        write_probe(run, probed, arrays, overwrite=True)
+        print(f"[5/6] intervening: do({QUICKSTART_DO}) in the simulator and in the model -> {run}/intervene.json")
+        report = intervene_report(run, QUICKSTART_DO, episodes=8, horizon=10, seed=args.seed, threads=args.threads)
+        write_json(run / "intervene.json", report)
+        results.append(dict(run=run, eval=result, probe=probed, intervene=report))
     print(f"[6/6] figures and report -> {args.out}/report.md")
     from paper_figures.make_all import make_all
 
-    figures = make_all(str(run), str(test_h5), str(args.out / "figures"))
+    for r in results:
+        sub = "figures" if r["run"].name == "run" else f"figures/{r['run'].name}"
+        r["figures"] = [
+            Path(f).relative_to(args.out) for f in make_all(str(r["run"]), str(test_h5), str(args.out / sub))
+        ]
     seconds = time.perf_counter() - t0
-    text = quickstart_report(result, probed, report, figures, args, seconds)
-    write_text(args.out / "report.md", text)
-    print("summary")
-    print(f"  {'horizon':>8} {'Hits@1':>8} {'MRR':>8}")
-    for h, hits in result["hits_at_1"].items():
-        print(f"  {h + ' steps':>8} {hits:>8.3f} {result['mrr'][h]:>8.3f}")
-    for key in ("fg_ari", "fg_ari_decoder", "probe_position_error_px", "probe_matched_error_px"):
-        if key in result:
-            print(f"  {key}: {result[key]:.3f}")
-    print(format_probe(probed))
-    e = report["effects"]
+    for r, (_, what, _) in zip(results, models, strict=True):
+        r["what"] = what
+    write_text(args.out / "report.md", quickstart_report(results, args, seconds))
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-    print(f"  do({do_text}): simulator vs model effect Pearson {fmt(e['pearson'])}, Spearman {fmt(e['spearman'])}")
+    for r in results:
+        result, e = r["eval"], r["intervene"]["effects"]
+        print(f"summary: {r['run']} ({r['what']})")
+        print(f"  {'horizon':>8} {'Hits@1':>8} {'MRR':>8}")
+        for h, hits in result["hits_at_1"].items():
+            print(f"  {h + ' steps':>8} {hits:>8.3f} {result['mrr'][h]:>8.3f}")
+        for key in ("fg_ari", "fg_ari_decoder", "probe_position_error_px", "probe_matched_error_px"):
+            if key in result:
+                print(f"  {key}: {result[key]:.3f}")
+        print(format_probe(r["probe"]))
+        print(
+            f"  do({QUICKSTART_DO}): simulator vs model effect Pearson {fmt(e['pearson'])}, "
+            f"Spearman {fmt(e['spearman'])}"
+        )
     print(f"quickstart finished in {seconds:.0f} s; report {args.out}/report.md, outputs in {args.out}/")
     return 0
 
 
-def quickstart_report(result: dict, probed: dict, report: dict, figures: list, args, seconds: float) -> str:
-    """The quickstart's Markdown report: tables of every stage and the figures."""
+def quickstart_report(results: list[dict], args, seconds: float) -> str:
+    """The quickstart's Markdown report: a comparison of its models, then the tables of every stage and the
+    figures of each."""
     fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
         "# causal-wm quickstart report",
         "",
-        f"springs scene, 3–5 balls, {args.episodes} training episodes, {args.encoder} encoder, {args.steps} steps, "
-        f"seed {args.seed}; finished in {seconds:.0f} s.",
+        f"springs scene, 3–5 balls, {args.episodes} training episodes, seed {args.seed}; finished in {seconds:.0f} s.",
         "",
-        "## World model (C-SWM protocol, held-out episodes)",
-        "",
-        "| horizon | Hits@1 | MRR |",
-        "|---|---|---|",
+        "| model | run | Hits@1 at 1 / 5 / 10 steps | best probe (chosen on training episodes) | edge AUROC | SHD | "
+        f"do({QUICKSTART_DO}) Pearson |",
+        "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {h} | {v:.3f} | {result['mrr'][h]:.3f} |" for h, v in result["hits_at_1"].items()]
-    lines += [
-        "",
-        "## Learned interaction graph vs ground truth",
-        "",
-        "| method | AUROC | AP | SHD |",
-        "|---|---|---|---|",
-    ]
-    rows = list(probed["methods"].items()) + [(f"{k} (baseline)", v) for k, v in probed.get("baselines", {}).items()]
-    for name, v in rows:
-        a = v["adjacency"]
-        lines.append(f"| {name} | {fmt(a['auroc'])} | {fmt(a['ap'])} | {fmt(a.get('shd'))} |")
-    e = report["effects"]
-    lines += [
-        "",
-        f"## Intervention do({e['do']})",
-        "",
-        f"Simulator vs model effect on the other objects over {e['horizon']} steps, {e['episodes']} episodes: "
-        f"Pearson {fmt(e['pearson'])}, Spearman {fmt(e['spearman'])}.",
-    ]
-    if "gcm" in report:
-        g = report["gcm"]
-        falsified = _falsified(g.get("falsification"))
-        reference = _falsified(g.get("falsification_true"))
+    for r in results:
+        hits = " / ".join(f"{v:.2f}" for v in r["eval"]["hits_at_1"].values())
+        p = r["probe"]
         lines.append(
-            f"dowhy gcm: mean |ACE(learned graph) − ACE(true graph)| = {fmt(g['ace_abs_error'])}; learned graph "
-            f"from {g['learned_graph_from']}; falsified by the simulator data: {falsified} (the true graph: "
-            f"{reference})."
+            f"| {r['what']} | `{r['run'].name}` | {hits} | {p['best_method']} | {fmt(p['auroc'])} | "
+            f"{fmt(p.get('shd'))} | {fmt(r['intervene']['effects']['pearson'])} |"
         )
-    lines += ["", "## Figures", ""]
-    for path in figures:
-        if str(path).endswith(".png"):
-            lines.append(f"![{Path(path).stem}](figures/{Path(path).name})")
+    for r in results:
+        result, probed, report = r["eval"], r["probe"], r["intervene"]
+        lines += [
+            "",
+            f"## `{r['run'].name}`: {r['what']}",
+            "",
+            "### World model (C-SWM protocol, held-out episodes)",
+            "",
+            "| horizon | Hits@1 | MRR |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {h} | {v:.3f} | {result['mrr'][h]:.3f} |" for h, v in result["hits_at_1"].items()]
+        lines += [
+            "",
+            "### Learned interaction graph vs ground truth",
+            "",
+            "| method | AUROC | AP | SHD |",
+            "|---|---|---|---|",
+        ]
+        rows = list(probed["methods"].items())
+        rows += [(f"{k} (baseline)", v) for k, v in probed.get("baselines", {}).items()]
+        for name, v in rows:
+            a = v["adjacency"]
+            lines.append(f"| {name} | {fmt(a['auroc'])} | {fmt(a['ap'])} | {fmt(a.get('shd'))} |")
+        e = report["effects"]
+        lines += [
+            "",
+            f"### Intervention do({e['do']})",
+            "",
+            f"Simulator vs model effect on the other objects over {e['horizon']} steps, {e['episodes']} episodes: "
+            f"Pearson {fmt(e['pearson'])}, Spearman {fmt(e['spearman'])}.",
+        ]
+        if "gcm" in report:
+            g = report["gcm"]
+            falsified = _falsified(g.get("falsification"))
+            reference = _falsified(g.get("falsification_true"))
+            lines.append(
+                f"dowhy gcm: mean |ACE(learned graph) − ACE(true graph)| = {fmt(g['ace_abs_error'])}; learned graph "
+                f"from {g['learned_graph_from']}; falsified by the simulator data: {falsified} (the true graph: "
+                f"{reference})."
+            )
+        lines += ["", "### Figures", ""]
+        for path in r["figures"]:
+            if str(path).endswith(".png"):
+                lines.append(f"![{Path(path).stem}]({Path(path).as_posix()})")
     return "\n".join(lines) + "\n"
 
 

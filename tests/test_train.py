@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from causal_wm.cli import main
 from causal_wm.config import GenerateConfig
@@ -602,25 +603,40 @@ def test_frequent_colours_are_the_background_then_the_object_colours(tiny):
 
 def test_quickstart_smoke(tmp_path, capsys):
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2"]) == 0
+    tiny = ["--episodes", "6", "--steps", "2", "--graph-steps", "3"]
+    assert main(["quickstart", "--out", str(out), *tiny]) == 0
     text = capsys.readouterr().out
     assert "[6/6] figures and report" in text and "Hits@1" in text and "regression (baseline)" in text
-    result = json.loads((out / "run" / "eval.json").read_text())
-    assert set(result["hits_at_1"]) == {"1", "5", "10"}
-    assert {"auroc", "best_method"} <= set(json.loads((out / "run" / "probe.json").read_text()))
-    assert "effects" in json.loads((out / "run" / "intervene.json").read_text())
+    assert f"summary: {out / 'run'} (cnn encoder" in text and f"summary: {out / 'run_state'} (state encoder" in text
+    for run in ("run", "run_state"):
+        result = json.loads((out / run / "eval.json").read_text())
+        assert set(result["hits_at_1"]) == {"1", "5", "10"}
+        assert {"auroc", "best_method"} <= set(json.loads((out / run / "probe.json").read_text()))
+        assert "effects" in json.loads((out / run / "intervene.json").read_text())
+    # the second model is the state recipe that holds the graph, trained for --graph-steps
+    state_cfg = yaml.safe_load((out / "run_state" / "config.yaml").read_text())["train"]
+    assert state_cfg["encoder"] == "state" and state_cfg["steps"] == 3 and state_cfg["model"]["decoder"] is True
+    assert (state_cfg["sparsity"], state_cfg["negatives"], state_cfg["recon_weight"]) == (0.05, "both", 10.0)
     report = (out / "report.md").read_text()
-    assert "## Learned interaction graph" in report and "![roc_curves](figures/roc_curves.png)" in report
+    assert "## `run`: cnn encoder" in report and "## `run_state`: state encoder" in report
+    assert "| state encoder, state decoder and dynamics loss" in report  # the comparison table's row
+    assert "![roc_curves](figures/roc_curves.png)" in report
+    assert "![roc_curves](figures/run_state/roc_curves.png)" in report
     for name in ("roc_curves", "learned_graph", "rollouts", "slot_masks", "intervention_scatter"):
         assert (out / "figures" / f"{name}.png").exists(), name
+    for name in ("roc_curves", "learned_graph", "rollouts", "intervention_scatter"):
+        assert (out / "figures" / "run_state" / f"{name}.png").exists(), name
     examples = np.load(out / "run" / "examples.npz")
     assert examples["pred_positions"].shape == examples["true_positions"].shape
     assert examples["slot_masks"].shape[:2] == examples["frames"].shape[:2]
-    # reruns replace its files; --threads reaches the training's config
+    # reruns replace its files (a model left out leaves no stale run behind); --threads reaches the training's config
     assert "threads: 2" in (out / "run" / "config.yaml").read_text()
-    assert main(["quickstart", "--out", str(out), "--episodes", "6", "--steps", "2", "--threads", "1"]) == 0
+    assert main(["quickstart", "--out", str(out), *tiny[:4], "--graph-steps", "0", "--threads", "1"]) == 0
     assert "threads: 1" in (out / "run" / "config.yaml").read_text()
+    assert not (out / "run_state").exists() and "run_state" not in (out / "report.md").read_text()
+    assert not (out / "figures" / "run_state").exists() and (out / "figures" / "roc_curves.png").exists()
     assert main(["quickstart", "--episodes", "0"]) == 2
+    assert main(["quickstart", "--graph-steps", "-1"]) == 2
     with pytest.raises(SystemExit) as bad:
         main(["quickstart", "--threads", "0"])
     assert bad.value.code == 2
