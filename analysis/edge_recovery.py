@@ -31,9 +31,10 @@ KEYS = ("auroc", "ap", "shd", "f1")
 
 def probe_run(run: Path, data: str, baselines: str, time_stride: int | None, graph_from: str = "window") -> dict:
     """probe.json of ``run`` on ``data``, reusing an existing one made on the same file with the requested
-    baselines (a probe.json without them, or without one of the action-node readouts, is redone, so that no requested
-    row silently goes missing). ``graph_from="episode"`` (runs with a graph context: the graph read from whole
-    episodes) reads and writes probe_episode.json instead, so that the default probe.json is kept."""
+    baselines (a probe.json without them, without one of the action-node readouts, or from before probe.json chose its
+    best method on training episodes, is redone, so that no requested row silently goes missing or is optimistic).
+    ``graph_from="episode"`` (runs with a graph context: the graph read from whole episodes) reads and writes
+    probe_episode.json instead, so that the default probe.json is kept."""
     from causal_wm.probe import ACTION_READOUTS, ProbeConfig, probe, write_probe
 
     name = "probe" if graph_from == "window" else f"probe_{graph_from}"
@@ -44,7 +45,8 @@ def probe_run(run: Path, data: str, baselines: str, time_stride: int | None, gra
         same_data = Path(saved.get("data", "")).resolve() == Path(data).resolve()
         same_graph = saved.get("config", {}).get("graph_from", "window") == graph_from
         readouts = set(saved.get("action_accuracy", ACTION_READOUTS))
-        fresh = same_data and same_graph and readouts == set(ACTION_READOUTS)
+        picked = "best_selected_on" in saved  # older probes chose their best method on the test file
+        fresh = same_data and same_graph and picked and readouts == set(ACTION_READOUTS)
         if fresh and set(names) <= set(saved.get("baselines", {})):
             return saved
     fields = {"graph_from": graph_from} | ({} if time_stride is None else {"time_stride": time_stride})
@@ -89,6 +91,14 @@ def summarise(results: list[dict]) -> dict:
         table["action_pushes"] = [r["action_pushes"] for r in results if r.get("action_pushes")]
     best = [r["best_method"] for r in results]
     table["best_method"] = max(set(best), key=best.count)
+    # each run's own best method, as probe.json chose it (on training episodes unless it had no training file)
+    table["best"] = {"selected_on": sorted({r.get("best_selected_on", "test") for r in results}), "methods": best}
+    for key in KEYS:
+        values = [r["methods"][r["best_method"]]["adjacency"].get(key) for r in results]
+        values = [v for v in values if v is not None and np.isfinite(v)]
+        if values:
+            mean, lo, hi = metrics.mean_ci(values)
+            table["best"][f"adjacency_{key}"] = {"mean": mean, "ci": [lo, hi], "n": len(values)}
     table["matching"] = [r["matching"] for r in results]
     return table
 
@@ -116,6 +126,9 @@ def markdown(table: dict, title: str) -> str:
         (name if row.get("runs", total) == total else f"{name} ({row['runs']} of {total} runs)", row)
         for name, row in table["methods"].items()
     ]
+    if "best" in table:
+        on = " and ".join(table["best"]["selected_on"])
+        rows.append((f"each run's best method, chosen on {on} episodes", table["best"]))
     rows += [(f"{k} (baseline)", v) for k, v in table["baselines"].items()]
     for name, row in rows:
         keys = ("adjacency_auroc", "adjacency_ap", "adjacency_shd", "adjacency_f1", "influence_auroc")

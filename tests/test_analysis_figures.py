@@ -238,6 +238,32 @@ def test_edge_recovery_summarises_methods_that_only_some_runs_probed():
     text = markdown(table, "mixed")
     assert "| gates | 0.933 ± " in text and "| jacobian (1 of 3 runs) | 0.700 |" in text
     assert "| message_norms (2 of 3 runs) | 0.900 ± 0.000 |" in text
+    # each run's own best method, and where probe.json chose it (older probes, without the field: on test)
+    assert table["best"]["methods"] == ["gates"] * 3 and table["best"]["selected_on"] == ["test"]
+    assert table["best"]["adjacency_auroc"]["mean"] == pytest.approx(2.8 / 3)
+    assert "| each run's best method, chosen on test episodes | 0.933 ± " in text
+    runs = [result("a", two) | {"best_selected_on": "training", "best_method": "message_norms"}, result("b", two)]
+    table = summarise(runs)
+    assert table["best"]["adjacency_auroc"]["mean"] == pytest.approx(0.95)
+    assert "| each run's best method, chosen on test and training episodes | 0.950 ± " in markdown(table, "x")
+
+
+def test_edge_recovery_reprobes_a_probe_that_chose_its_best_method_on_test(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "analysis"))
+    import edge_recovery
+
+    import causal_wm.probe as probe_module
+
+    data = tmp_path / "test.h5"
+    data.write_bytes(b"")
+    saved = {"data": str(data), "baselines": {}, "methods": {}, "best_method": "gates"}
+    (tmp_path / "probe.json").write_text(json.dumps(saved))
+    calls = []
+    monkeypatch.setattr(probe_module, "probe", lambda *a, **k: calls.append(a) or ({"redone": True}, {}))
+    monkeypatch.setattr(probe_module, "write_probe", lambda *a, **k: None)
+    assert edge_recovery.probe_run(tmp_path, str(data), "none", None) == {"redone": True} and len(calls) == 1
+    (tmp_path / "probe.json").write_text(json.dumps(saved | {"best_selected_on": "training"}))
+    assert edge_recovery.probe_run(tmp_path, str(data), "none", None)["best_method"] == "gates" and len(calls) == 1
 
 
 def test_nri_springs_file_is_state_only_and_physical(tmp_path):
