@@ -771,7 +771,7 @@ def cmd_quickstart(args) -> int:
         print(f"[2/6] training the world model ({what}) -> {run}")
         train(cfg, run, progress=True)
     results = []
-    for run in runs:
+    for run, (_, what, _) in zip(runs, models, strict=True):
         print(f"[3/6] evaluating {run} on held-out episodes -> {run}/eval.json")
         result = evaluate(run, str(test_h5), threads=args.threads)
         write_eval(run, result)
@@ -783,7 +783,7 @@ def cmd_quickstart(args) -> int:
         print(f"[5/6] intervening: do({QUICKSTART_DO}) in the simulator and in the model -> {run}/intervene.json")
         report = intervene_report(run, QUICKSTART_DO, episodes=8, horizon=10, seed=args.seed, threads=args.threads)
         write_json(run / "intervene.json", report)
-        results.append(dict(run=run, eval=result, probe=probed, intervene=report))
+        results.append(dict(run=run, what=what, eval=result, probe=probed, intervene=report))
     print(f"[6/6] figures and report -> {args.out}/report.md")
     from paper_figures.make_all import make_all
 
@@ -793,8 +793,6 @@ def cmd_quickstart(args) -> int:
             Path(f).relative_to(args.out) for f in make_all(str(r["run"]), str(test_h5), str(args.out / sub))
         ]
     seconds = time.perf_counter() - t0
-    for r, (_, what, _) in zip(results, models, strict=True):
-        r["what"] = what
     write_text(args.out / "report.md", quickstart_report(results, args, seconds))
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     for r in results:
