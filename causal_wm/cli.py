@@ -920,10 +920,29 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+def _in_foreign_callback(frame) -> bool:
+    """Whether ``frame`` runs inside a callback from C: pymunk's cffi callbacks (collision handlers, shape and body
+    iterators). cffi ignores an exception raised there, and chipmunk, left mid-iteration, can then crash the process
+    (SIGSEGV) before any temporary file is removed."""
+    callbacks = os.path.join("pymunk", "_callbacks.py")
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(callbacks):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _terminate(signum, frame):
+    import threading
+
     from causal_wm.errors import STOP
 
     STOP.set()
+    if _in_foreign_callback(frame):  # deliver the signal again in a moment, once the callback has returned
+        again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
+        return
     raise KeyboardInterrupt
 
 

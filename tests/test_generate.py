@@ -1,6 +1,7 @@
 """`causal-wm generate` and `info`: round trip, worker-count identity, atomic writes, and bad input."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -167,3 +168,32 @@ def test_killed_run_leaves_no_output(tmp_path, sig):
     assert proc.returncode != 0 and not out.exists(), report
     if sig != signal.SIGKILL:  # Ctrl-C and kill also remove the temporary files
         assert list(tmp_path.iterdir()) == [], report
+
+
+def test_a_signal_inside_a_pymunk_callback_is_delivered_again_outside_it(tmp_path):
+    """cffi swallows an exception raised in a pymunk callback and chipmunk can then crash (SIGSEGV, temporary files
+    left): the handler must not raise there, but re-deliver the signal once the callback has returned."""
+    from causal_wm import cli
+    from causal_wm.errors import STOP
+
+    namespace: dict = {"sys": sys}
+    callback = os.path.join(str(tmp_path), "pymunk", "_callbacks.py")
+    exec(compile("def callback(inner):\n    return inner()\n", callback, "exec"), namespace)
+    inside = namespace["callback"](lambda: sys._getframe())  # a frame called from the callback
+    outside = sys._getframe()
+    assert cli._in_foreign_callback(inside) and not cli._in_foreign_callback(outside)
+
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
+    try:
+        cli._terminate(signal.SIGUSR1, inside)  # no exception inside the callback ...
+        assert STOP.is_set()
+        deadline = time.time() + 5
+        while not received and time.time() < deadline:
+            time.sleep(0.01)
+        assert received == [signal.SIGUSR1]  # ... the signal comes back, to be handled outside it
+        with pytest.raises(KeyboardInterrupt):
+            cli._terminate(signal.SIGUSR1, outside)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        STOP.clear()
