@@ -663,7 +663,7 @@ def _add_quickstart(sub) -> None:
         help="the main job at small scale on CPU",
         description="Generate small springs datasets; train two world models, one from pixels (C-SWM's CNN, default "
         "settings) and one from states with the recipe that holds the graph (state decoder, dynamics loss, edge "
-        "sparsity); evaluate, probe and intervene on both; draw the figures and write OUT/report.md (about 5 "
+        "sparsity); evaluate, probe and intervene on both; draw the figures and write OUT/report.md (about 4 "
         "minutes on 2 cores). Example: causal-wm quickstart --out quickstart",
     )
     p.add_argument(
