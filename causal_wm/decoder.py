@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from causal_wm.encoders import downsampling_steps
+from causal_wm.runtime import full_precision, upcast
 
 
 @dataclass
@@ -110,8 +111,10 @@ class StateDecoder(nn.Module):
         )
 
     def forward(self, z: Tensor) -> Tensor:
-        """z (..., K, D) -> (..., K, num_outputs) normalised states."""
-        return self.mlp(z)
+        """z (..., K, D) -> (..., K, num_outputs) normalised states; in float32 under any autocast (the dynamics loss
+        compares the changes of these outputs from one step to the next)."""
+        with full_precision(z):
+            return self.mlp(upcast(z))
 
 
 class KeypointDecoder(nn.Module):

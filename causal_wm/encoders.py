@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from causal_wm.runtime import full_precision, upcast
+
 ENCODER_KINDS = ("cnn", "slots", "state")
 
 
@@ -64,7 +66,8 @@ class _ForegroundSoftmax(nn.Module):
     """Softmax over channels (background first, then the K maps) -> the K maps (B, K, h, w)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.softmax(dim=1)[:, 1:]
+        with full_precision(x):  # the centroids are read from these maps to a fraction of a cell
+            return upcast(x).softmax(dim=1)[:, 1:]
 
 
 class ObjectExtractorCNN(nn.Module):
@@ -163,7 +166,7 @@ class ObjectExtractorCNN(nn.Module):
         # The maps learn from the reconstruction alone (through `masks`): the slots read them detached, because the
         # contrastive loss would rather predict dead maps' constant keypoints than live ones (it killed all but two).
         flat = maps.detach().flatten(3)  # (B, L, K, h w)
-        features = self.object_encoder(flat.transpose(1, 2).flatten(2))  # (B, K, D)
+        features = upcast(self.object_encoder(flat.transpose(1, 2).flatten(2)))  # (B, K, D)
         centroid = self.centroids(flat)  # (B, L, K, 2)
         peak = flat[:, -1].amax(-1, keepdim=True)  # (B, K, 1)
         index = torch.eye(k, dtype=x.dtype, device=x.device).expand(b, k, k)
@@ -420,7 +423,13 @@ class StateEncoder(nn.Module):
         )
 
     def forward(self, states: Tensor, slot_mask: Tensor | None = None) -> EncoderOutput:
-        """states: (B, N, F); slot_mask: (B, N) bool, True for real objects -> slots (B, N, `out_dim`)."""
+        """states: (B, N, F); slot_mask: (B, N) bool, True for real objects -> slots (B, N, `out_dim`).
+
+        Runs in float32 under any autocast: the slots must hold positions and velocities to the decoder's precision."""
+        with full_precision(states):
+            return self._forward(upcast(states), slot_mask)
+
+    def _forward(self, states: Tensor, slot_mask: Tensor | None) -> EncoderOutput:
         if slot_mask is None:
             return EncoderOutput(slots=self.slots(states), masks=None)
         valid = slot_mask.unsqueeze(-1)  # (B, N, 1)

@@ -180,6 +180,17 @@ class ModelConfig:
         return self.slot_dim + (self.num_types if self.encoder == "state" and self.type_feature >= 0 else 0)
 
 
+def _as_float(out):
+    """A dataclass of tensors (an encoder's or the transition's output) with its bfloat16/float16 fields in float32;
+    returned unchanged when none is (always, outside autocast)."""
+    low = {
+        f.name: v.float()
+        for f in dataclasses.fields(out)
+        if isinstance(v := getattr(out, f.name), Tensor) and v.dtype in (torch.bfloat16, torch.float16)
+    }
+    return dataclasses.replace(out, **low) if low else out
+
+
 class WorldModel(nn.Module):
     """Encoder, transition GNN and optional decoder. See the module docstring."""
 
@@ -281,7 +292,8 @@ class WorldModel(nn.Module):
         init_slots: Tensor | None = None,
         num_slots: int | None = None,
     ) -> EncoderOutput:
-        """Slots of one observation: ``obs`` is (B, history, H, W, 3) uint8 frames, or (B, N, F) states."""
+        """Slots of one observation: ``obs`` is (B, history, H, W, 3) uint8 frames, or (B, N, F) states. Slots and
+        masks come back in float32, also under a bfloat16 autocast (`causal_wm.runtime`)."""
         if self.config.encoder == "state":
             short = self.config.num_slots - obs.shape[1]
             if short > 0:  # a file with fewer object columns than slots: pad (the padding is masked)
@@ -289,8 +301,10 @@ class WorldModel(nn.Module):
             return self.encoder(obs, slot_mask=slot_mask)
         x = self.frames_to_input(obs) if obs.dtype == torch.uint8 else obs
         if self.config.encoder == "slots":
-            return self.encoder(x, num_slots=num_slots, init_slots=init_slots)
-        return self.encoder(x)
+            out = self.encoder(x, num_slots=num_slots, init_slots=init_slots)
+        else:
+            out = self.encoder(x)
+        return _as_float(out)
 
     def action_inputs(self, actions: Tensor, positions: Tensor | None, num_slots: int) -> tuple[Tensor | None, ...]:
         """Object-factored (B, K, 4) and action-node (B, 7) encodings of integer actions (B,).
@@ -386,7 +400,7 @@ class WorldModel(nn.Module):
             )
             if self.contact is not None:  # gates and message norms stay those of the gated messages
                 out = dataclasses.replace(out, delta=out.delta + self.contact_delta(state, slot_mask))
-            outs.append(out)
+            outs.append(_as_float(out))  # under autocast too: rollouts accumulate Δz in float32
         if len(outs) == 1:
             return outs[0]
 

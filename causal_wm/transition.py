@@ -52,6 +52,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from causal_wm.runtime import upcast
+
 _GRAPH_CACHE_SIZE = 8  # distinct (B, K, device) graphs kept; a dataloader typically yields two batch sizes
 
 
@@ -965,7 +967,7 @@ class GraphInference(nn.Module):
         pooled = (edge * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1)  # (B, K, H): over senders i of j
         node = self.node(pooled)  # (B, K, H)
         hidden = self.edge_sender(node)[:, :, None] + self.edge_receiver(node)[:, None, :] + self.edge_pair(edge)
-        return self.out(hidden).squeeze(-1), valid
+        return upcast(self.out(hidden).squeeze(-1)), valid  # float32 under autocast: the gates' sampling and KL
 
     def gates(self, logits: Tensor, valid: Tensor, sample: bool | None = None) -> Tensor:
         """Gates (B, K, K) of `logits`: relaxed Bernoulli samples if ``sample`` (default: in training mode), else the
