@@ -11,6 +11,8 @@
 # STRENGTH=K (charges only) sets the Coulomb constant (`--set strength=K`, default 8000); data, runs and tables are
 # then named charges5dc_kK. The median velocity change per frame of a charged ball is 0.06 px/frame at the default
 # strength and 0.71 at 80000, against 0.57 for a ball on a spring (README, "Charges from pixels").
+# PRECISION=bf16 trains under bfloat16 autocast (`causal-wm train --precision bf16`; README, "Training in
+# bfloat16"): runs and tables are then named {stem}_kpfix_bf16.
 #
 #   bash analysis/pixel_keypoints.sh            # SEEDS="0 1 2" STEPS=6000; THREADS=1 for parallel copies
 #   SCENE=charges bash analysis/pixel_keypoints.sh
@@ -46,6 +48,11 @@ fi
 NAME=${STEM}_kpfix COLOURS=(--fixed-colours) TITLE="cnn + keypoints + dynamics, fixed colours"
 [ -n "${LEARN_COLOURS:-}" ] && NAME=${STEM}_kp COLOURS=() TITLE="cnn + keypoints + dynamics"
 [ -n "${THREADS:-}" ] && EXTRA+=(--threads "$THREADS")
+case "${PRECISION:-fp32}" in
+  fp32) ;;
+  bf16) NAME=${NAME}_bf16 TITLE="$TITLE, bf16" EXTRA+=(--precision bf16) ;;
+  *) echo "pixel_keypoints.sh: PRECISION must be fp32 or bf16, got $PRECISION" >&2; exit 2 ;;
+esac
 case "${1:-}" in
   --help|-h) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   --smoke) smoke_mode pixel_keypoints ;;

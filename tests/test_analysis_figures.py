@@ -478,6 +478,13 @@ def test_pixel_keypoints_smoke_trains_probes_and_reads_positions_in_the_suite():
     assert json.loads((Path(run) / "probe.json").read_text())["matching"]["method"] == "masks"
 
 
+def test_pixel_keypoints_refuses_an_unknown_precision_before_any_work():
+    bad = run_shell("analysis/pixel_keypoints.sh", "--smoke", PRECISION="fp16")
+    assert bad.returncode == 2 and "PRECISION must be fp32 or bf16, got fp16" in bad.stderr
+    assert "Traceback" not in bad.stderr and not bad.stdout
+    assert "PRECISION=bf16" in run_shell("analysis/pixel_keypoints.sh", "--help").stdout
+
+
 @pytest.mark.slow  # a variant of the smoke run above (~30-40 s); pytest -m slow runs it
 def test_pixel_keypoints_on_charges_uses_distinct_colours_and_the_given_strength():
     out = run_shell("analysis/pixel_keypoints.sh", "--smoke", SCENE="charges", STRENGTH="20000")
