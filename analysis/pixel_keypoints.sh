@@ -54,7 +54,7 @@ case "${PRECISION:-fp32}" in
   *) echo "pixel_keypoints.sh: PRECISION must be fp32 or bf16, got $PRECISION" >&2; exit 2 ;;
 esac
 case "${1:-}" in
-  --help|-h) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --help|-h) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
   --smoke) smoke_mode pixel_keypoints ;;
   "") ;;
   *) echo "pixel_keypoints.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;

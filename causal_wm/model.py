@@ -27,6 +27,7 @@ from causal_wm.encoders import (
     StateEncoder,
     downsampling_steps,
 )
+from causal_wm.runtime import upcast
 from causal_wm.transition import ContactMessages, GraphInference, TransitionGNN, TransitionOutput, mlp_jvp
 
 ENCODERS = ("cnn", "slots", "state")
@@ -181,13 +182,11 @@ class ModelConfig:
 
 
 def _as_float(out):
-    """A dataclass of tensors (an encoder's or the transition's output) with its bfloat16/float16 fields in float32;
-    returned unchanged when none is (always, outside autocast)."""
-    low = {
-        f.name: v.float()
-        for f in dataclasses.fields(out)
-        if isinstance(v := getattr(out, f.name), Tensor) and v.dtype in (torch.bfloat16, torch.float16)
-    }
+    """A dataclass of tensors (an encoder's or the transition's output) with its bfloat16/float16 fields in float32
+    (`causal_wm.runtime.upcast`); returned unchanged when none is (always, outside autocast)."""
+    fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
+    low = {name: upcast(v) for name, v in fields.items() if isinstance(v, Tensor)}
+    low = {name: v for name, v in low.items() if v is not fields[name]}
     return dataclasses.replace(out, **low) if low else out
 
 

@@ -482,7 +482,8 @@ def test_pixel_keypoints_refuses_an_unknown_precision_before_any_work():
     bad = run_shell("analysis/pixel_keypoints.sh", "--smoke", PRECISION="fp16")
     assert bad.returncode == 2 and "PRECISION must be fp32 or bf16, got fp16" in bad.stderr
     assert "Traceback" not in bad.stderr and not bad.stdout
-    assert "PRECISION=bf16" in run_shell("analysis/pixel_keypoints.sh", "--help").stdout
+    usage = run_shell("analysis/pixel_keypoints.sh", "--help").stdout
+    assert "PRECISION=bf16" in usage and usage.rstrip().endswith("results/interventions_{stem}_kpfix.{json,md}.")
 
 
 @pytest.mark.slow  # a variant of the smoke run above (~30-40 s); pytest -m slow runs it

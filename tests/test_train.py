@@ -952,7 +952,7 @@ def test_bf16_training_loss_is_near_the_float32_loss(tiny, encoder):
     assert losses["bf16"] != losses["fp32"]
 
 
-def test_bf16_training_records_its_precision_and_warns_without_native_bfloat16(tiny, tmp_path, monkeypatch):
+def test_bf16_training_records_its_precision_and_warns_without_native_bfloat16(tiny, tmp_path, monkeypatch, capsys):
     import causal_wm.train as tr
 
     monkeypatch.setattr(tr, "native_bf16", lambda device: False)
@@ -961,25 +961,9 @@ def test_bf16_training_records_its_precision_and_warns_without_native_bfloat16(t
         last = train(c, tmp_path / "run", progress=False)
     assert np.isfinite(last["loss"])
     assert yaml.safe_load((tmp_path / "run/config.yaml").read_text())["train"]["precision"] == "bf16"
-    with pytest.warns(UserWarning, match="emulated"):  # the checkpoint's config carries it into --resume
-        assert (
-            main(
-                [
-                    "train",
-                    "--data",
-                    str(tiny / "states.h5"),
-                    "--encoder",
-                    "state",
-                    "--out",
-                    str(tmp_path / "c"),
-                    "--steps",
-                    "1",
-                    "--batch-size",
-                    "4",
-                    "--precision",
-                    "bf16",
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+    args = ["train", "--data", str(tiny / "states.h5"), "--encoder", "state", "--out", str(tmp_path / "c")]
+    args += ["--steps", "2", "--batch-size", "4", "--quiet"]
+    with pytest.warns(UserWarning, match="emulated"):
+        assert main([*args, "--precision", "bf16"]) == 0
+    assert main([*args, "--resume"]) == 2  # resuming in float32 is a changed config
+    assert "differs from the run's config.yaml in ['precision']" in capsys.readouterr().err
