@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from causal_wm.runtime import PRECISIONS
+
 EXIT_BAD_INPUT = 2
 
 
@@ -258,10 +260,10 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16"],
+        choices=PRECISIONS,
         help="fp32 (default), or bf16: each step's forward pass under bfloat16 autocast, with weights, losses, slots "
-        "and rollouts in float32; 1.5-2x faster steps on CPUs with AVX512-BF16 or AMX (README: 'Training in "
-        "bfloat16'), slower on CPUs without them",
+        "and rollouts in float32; 1.5-2x faster steps on a CPU with AVX512-BF16 (README: 'Training in "
+        "bfloat16'), slower on CPUs without native bfloat16",
     )
     p.add_argument(
         "--device",

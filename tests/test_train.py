@@ -967,3 +967,15 @@ def test_bf16_training_records_its_precision_and_warns_without_native_bfloat16(t
         assert main([*args, "--precision", "bf16"]) == 0
     assert main([*args, "--resume"]) == 2  # resuming in float32 is a changed config
     assert "differs from the run's config.yaml in ['precision']" in capsys.readouterr().err
+
+
+def test_bf16_is_refused_on_a_gpu_without_bfloat16(tiny, tmp_path, monkeypatch):
+    import causal_wm.train as tr
+
+    monkeypatch.setattr(tr, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(tr, "native_bf16", lambda device: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Old GPU")
+    c = cfg(tiny, "state", data=str(tiny / "states.h5"), precision="bf16")
+    with pytest.raises(TrainError, match="--precision bf16: Old GPU does not support bfloat16"):
+        train(c, tmp_path / "run", progress=False, device="cuda")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
